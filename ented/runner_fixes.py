@@ -1,0 +1,59 @@
+"""Fixes to BasicSR 1.4.2's runners that ENTED's entry points apply before running them.
+
+- Resuming: ``basicsr.train.load_resume_state`` maps the saved state to
+  ``torch.cuda.current_device()`` and crashes on a machine without CUDA. Ours maps it to the
+  CPU there.
+- ``--launcher pytorch``: ``basicsr.utils.dist_util._init_dist_pytorch`` divides by the number
+  of GPUs and asks for NCCL. Ours uses gloo when there is no GPU, so
+  ``torchrun --nproc_per_node=2 -m ented.train ... --launcher pytorch`` runs on CPUs.
+
+Both replace module attributes that BasicSR looks up at call time; :func:`apply` is idempotent.
+"""
+
+import os
+from os import path as osp
+
+import torch
+import torch.distributed as dist
+
+
+def load_resume_state(opt: dict):
+    """BasicSR's ``load_resume_state``, loading onto the CPU when CUDA is not available."""
+    from basicsr.utils import check_resume, scandir
+
+    resume_state_path = opt["path"].get("resume_state")
+    if opt["auto_resume"]:
+        state_folder = osp.join("experiments", opt["name"], "training_states")
+        if osp.isdir(state_folder):
+            iterations = [int(name.split(".state")[0]) for name in scandir(state_folder, suffix="state")]
+            if iterations:
+                resume_state_path = osp.join(state_folder, f"{max(iterations)}.state")
+                opt["path"]["resume_state"] = resume_state_path
+    if resume_state_path is None:
+        return None
+    if torch.cuda.is_available() and opt.get("num_gpu", 0) != 0:
+        device = torch.device("cuda", torch.cuda.current_device())
+    else:
+        device = torch.device("cpu")
+    resume_state = torch.load(resume_state_path, map_location=device, weights_only=False)
+    check_resume(opt, resume_state["iter"])
+    return resume_state
+
+
+def init_dist_pytorch(backend: str = "nccl", **kwargs) -> None:
+    """BasicSR's ``_init_dist_pytorch``, falling back to gloo on a machine without GPUs."""
+    num_gpus = torch.cuda.device_count()
+    if num_gpus == 0:
+        backend = "gloo"
+    else:
+        torch.cuda.set_device(int(os.environ["RANK"]) % num_gpus)
+    dist.init_process_group(backend=backend, **kwargs)
+
+
+def apply() -> None:
+    """Installs the fixes into BasicSR's runner modules."""
+    import basicsr.train
+    import basicsr.utils.dist_util
+
+    basicsr.train.load_resume_state = load_resume_state
+    basicsr.utils.dist_util._init_dist_pytorch = init_dist_pytorch

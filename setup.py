@@ -1,0 +1,81 @@
+"""Installs ``ented``, a BasicSR plugin for reference-based blind face restoration.
+
+BasicSR 1.4.2 is a source archive whose build needs torch: install torch first, then this
+package with ``pip install --no-build-isolation``. See README.md.
+"""
+
+import os
+
+from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+COMPAT_PTH = "ented_torchvision_compat.pth"
+
+
+def read_version():
+    scope = {}
+    with open(os.path.join(HERE, "ented", "version.py"), encoding="utf-8") as f:
+        exec(f.read(), scope)
+    return scope["__version__"]
+
+
+class BuildPyWithPth(build_py):
+    """Also puts the start-up hook ``ented_torchvision_compat.pth`` into site-packages."""
+
+    def run(self):
+        super().run()
+        self.copy_file(os.path.join(HERE, COMPAT_PTH), os.path.join(self._pth_folder(), COMPAT_PTH))
+
+    def _pth_folder(self):
+        # An editable install (PEP 660) only ships what lands in the wheel folder itself.
+        if getattr(self, "editable_mode", False):
+            return self.get_finalized_command("install").install_lib
+        return self.build_lib
+
+
+setup(
+    name="ented",
+    version=read_version(),
+    description="ENTED: reference-based blind face restoration as a BasicSR plugin",
+    long_description=open(os.path.join(HERE, "README.md"), encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["ented", "ented.*"]),
+    py_modules=["_ented_torchvision_compat"],
+    include_package_data=True,
+    package_data={"ented": ["options/*.yml"]},
+    cmdclass={"build_py": BuildPyWithPth},
+    install_requires=[
+        "torch>=2.1",
+        "torchvision",
+        "basicsr==1.4.2",
+        "timm>=0.9",
+        "einops>=0.7",
+        "safetensors>=0.4",
+        "huggingface-hub>=0.20",
+        "numpy",
+        "opencv-python",
+        "pyyaml",
+        "tqdm",
+        "scikit-image",
+        "lpips",
+    ],
+    extras_require={
+        "dev": ["pytest>=7", "pytest-timeout", "ruff>=0.5"],
+        "face": ["facexlib>=0.3"],
+        "benchmark": ["gfpgan>=1.3.8", "realesrgan>=0.3"],
+        "onnx": ["onnx", "onnxruntime"],
+    },
+    entry_points={
+        "console_scripts": [
+            "ented-train=ented.train:main",
+            "ented-test=ented.test:main",
+        ]
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Image Processing",
+    ],
+)
