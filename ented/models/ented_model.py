@@ -1,0 +1,358 @@
+"""ENTEDModel: training and evaluation of ENTED inside BasicSR's runners."""
+
+import os
+from collections import OrderedDict
+from copy import deepcopy
+from os import path as osp
+
+import numpy as np
+import torch
+from basicsr.archs import build_network
+from basicsr.losses import build_loss
+from basicsr.losses.gan_loss import r1_penalty
+from basicsr.metrics import calculate_metric
+from basicsr.models.base_model import BaseModel
+from basicsr.utils import get_root_logger, tensor2img
+from basicsr.utils.registry import MODEL_REGISTRY
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from ented.atomic_io import atomic_imwrite, atomic_torch_save
+from ented.visualization import comparison_grid
+
+# NTED: EMA decay 0.5 ** (32 / 10000), i.e. a half-life of 10k images at batch 32.
+DEFAULT_EMA_DECAY = 0.5 ** (32 / 10000)
+
+
+@MODEL_REGISTRY.register()
+class ENTEDModel(BaseModel):
+    """Reference-based face restoration model: ENTED generator, optional discriminator.
+
+    Option tree (see ``options/*.yml`` for commented examples):
+
+    - ``network_g`` (required), ``network_d`` (optional: without it there is no GAN term).
+    - ``train.stage``: 1 trains the code book and the autoencoding path with the HQ face as
+      the generator's input; 2 (default) restores ``lq``. ``train.freeze_codebook`` (default:
+      true in stage 2) stops the code words training.
+    - ``train.optim_g`` (Adam; its ``lr`` is the base rate), ``train.attention_lr``
+      (default 1e-4, for ``net_g.parameter_groups()['attention']``), ``train.optim_d``.
+    - Loss terms, each optional: ``pixel_opt``, ``perceptual_opt`` (BasicSR's
+      ``PerceptualLoss``, giving perceptual and Gram style terms), ``attention_opt``,
+      ``identity_opt``, ``gan_opt``; ``vq_weight`` scales the network's VQ loss;
+      ``r1_gamma`` / ``r1_interval`` set the lazy R1 penalty.
+    - ``train.ema_decay``: EMA of the generator (0 disables it).
+    - ``val``: ``metrics`` (BasicSR metric options; they receive ``img``, ``img2`` and ``ref``
+      as uint8 BGR images), ``save_img`` writes outputs, ``grids`` (default true) writes
+      LQ | reference | output | GT comparison grids.
+
+    Images are expected in [-1, 1] (datasets with ``mean``/``std`` 0.5).
+    """
+
+    def __init__(self, opt):
+        super().__init__(opt)
+        self.net_g = self.model_to_device(build_network(opt["network_g"]))
+        self.print_network(self.net_g)
+        train_opt = opt.get("train") or {}
+        self.stage = int(train_opt.get("stage", 2))
+        if self.stage not in (1, 2):
+            raise ValueError(f"train.stage must be 1 or 2, got {self.stage}")
+
+        path_opt = opt["path"]
+        resuming = bool(path_opt.get("resume_state"))
+        load_path = path_opt.get("pretrain_network_g")
+        if load_path is not None:
+            param_key = "params" if resuming else path_opt.get("param_key_g", "params_ema")
+            self.load_network(self.net_g, load_path, path_opt.get("strict_load_g", True), param_key)
+
+        if self.is_train:
+            self.init_training_settings(resuming)
+
+    # ------------------------------------------------------------------ set-up
+    def init_training_settings(self, resuming: bool) -> None:
+        train_opt = self.opt["train"]
+        path_opt = self.opt["path"]
+        self.net_g.train()
+        if train_opt.get("freeze_codebook", self.stage == 2):
+            self.get_bare_model(self.net_g).freeze_codebook()
+
+        self.ema_decay = float(train_opt.get("ema_decay", DEFAULT_EMA_DECAY))
+        if self.ema_decay > 0:
+            self.net_g_ema = build_network(self.opt["network_g"]).to(self.device).eval()
+            self.net_g_ema.requires_grad_(False)
+            load_path = path_opt.get("pretrain_network_g")
+            if load_path is not None:
+                # On resume the EMA comes back from its own key, not from the trained weights.
+                self.load_network(
+                    self.net_g_ema, load_path, path_opt.get("strict_load_g", True), "params_ema"
+                )
+            else:
+                self.model_ema(0)
+
+        self.net_d = None
+        if self.opt.get("network_d") is not None:
+            self.net_d = self.model_to_device(build_network(self.opt["network_d"]))
+            self.print_network(self.net_d)
+            load_path = path_opt.get("pretrain_network_d")
+            if load_path is not None:
+                self.load_network(self.net_d, load_path, path_opt.get("strict_load_d", True), "params")
+            self.net_d.train()
+
+        self.losses = torch.nn.ModuleDict()
+        for name in ("pixel", "perceptual", "attention", "identity", "gan"):
+            loss_opt = train_opt.get(f"{name}_opt")
+            if loss_opt is not None:
+                self.losses[name] = build_loss(loss_opt).to(self.device)
+        if "gan" in self.losses and self.net_d is None:
+            raise ValueError("train.gan_opt is set but there is no network_d to train against")
+        self.vq_weight = float(train_opt.get("vq_weight", 1.0))
+        self.r1_gamma = float(train_opt.get("r1_gamma", 10.0))
+        self.r1_interval = int(train_opt.get("r1_interval", 16))
+
+        self.setup_optimizers()
+        self.setup_schedulers()
+        self.log_dict = OrderedDict()
+
+    def setup_optimizers(self) -> None:
+        train_opt = self.opt["train"]
+        optim_g = deepcopy(train_opt["optim_g"])
+        groups = self.get_bare_model(self.net_g).parameter_groups()
+        base_lr = optim_g.pop("lr")
+        attention_lr = float(train_opt.get("attention_lr", 1e-4))  # default, paper silent
+        param_groups = [
+            {"params": [p for p in groups["base"] if p.requires_grad], "lr": base_lr},
+            {"params": [p for p in groups["attention"] if p.requires_grad], "lr": attention_lr},
+        ]
+        self.optimizer_g = self.get_optimizer(optim_g.pop("type"), param_groups, base_lr, **optim_g)
+        self.optimizers.append(self.optimizer_g)
+        if self.net_d is not None:
+            optim_d = deepcopy(train_opt["optim_d"])
+            self.optimizer_d = self.get_optimizer(
+                optim_d.pop("type"), self.net_d.parameters(), optim_d.pop("lr"), **optim_d
+            )
+            self.optimizers.append(self.optimizer_d)
+
+    def setup_schedulers(self) -> None:
+        """BasicSR's schedulers; without ``train.scheduler`` the learning rate stays constant (NTED)."""
+        if self.opt["train"].get("scheduler"):
+            super().setup_schedulers()
+
+    def model_to_device(self, net):
+        """Like BasicSR's, but DistributedDataParallel also works on CPU (gloo)."""
+        net = net.to(self.device)
+        if self.opt["dist"]:
+            device_ids = [torch.cuda.current_device()] if self.device.type == "cuda" else None
+            find_unused = self.opt.get("find_unused_parameters", False)
+            net = DistributedDataParallel(net, device_ids=device_ids, find_unused_parameters=find_unused)
+        elif self.opt["num_gpu"] > 1:
+            net = torch.nn.DataParallel(net)
+        return net
+
+    def model_ema(self, decay: float = DEFAULT_EMA_DECAY) -> None:
+        """EMA of the generator's parameters; buffers are copied."""
+        net_g = self.get_bare_model(self.net_g)
+        ema_params = dict(self.net_g_ema.named_parameters())
+        with torch.no_grad():
+            for name, param in net_g.named_parameters():
+                ema_params[name].mul_(decay).add_(param, alpha=1 - decay)
+            ema_buffers = dict(self.net_g_ema.named_buffers())
+            for name, buffer in net_g.named_buffers():
+                ema_buffers[name].copy_(buffer)
+
+    # --------------------------------------------------------------- training
+    def feed_data(self, data: dict) -> None:
+        """Takes a batch: ``lq``, ``ref`` (optional) and ``gt`` (optional), all in [-1, 1]."""
+        self.lq = data["lq"].to(self.device)
+        self.ref = data["ref"].to(self.device) if "ref" in data else None
+        self.gt = data["gt"].to(self.device) if "gt" in data else None
+
+    @property
+    def generator_input(self) -> torch.Tensor:
+        """Stage 1 autoencodes the HQ face; stage 2 restores the degraded one."""
+        return self.gt if self.stage == 1 and self.gt is not None else self.lq
+
+    def optimize_parameters(self, current_iter: int) -> None:
+        self.optimizer_g.zero_grad(set_to_none=True)
+        if self.net_d is not None:
+            self.net_d.requires_grad_(False)
+        output, aux = self.net_g(self.generator_input, self.ref, return_aux=True)
+        self.output = output
+        terms = self._generator_loss_terms(output, aux)
+        total = sum(terms.values())
+        self._check_finite(terms, current_iter)
+        total.backward()
+        self.optimizer_g.step()
+        if self.ema_decay > 0:
+            self.model_ema(self.ema_decay)
+
+        if self.net_d is not None and "gan" in self.losses:
+            terms.update(self._discriminator_step(output.detach(), current_iter))
+        if "vq" in aux:
+            terms["vq_perplexity"] = aux["vq"]["perplexity"].detach()
+        self.log_dict = self.reduce_loss_dict(OrderedDict((k, v.detach()) for k, v in terms.items()))
+
+    def _generator_loss_terms(self, output: torch.Tensor, aux: dict) -> "OrderedDict[str, torch.Tensor]":
+        terms = OrderedDict()
+        if "pixel" in self.losses:
+            terms["l_g_pix"] = self.losses["pixel"](output, self.gt)
+        if "perceptual" in self.losses:
+            percep, style = self.losses["perceptual"](output, self.gt)
+            if percep is not None:
+                terms["l_g_percep"] = percep
+            if style is not None:
+                terms["l_g_style"] = style
+        if "attention" in self.losses and self.ref is not None:
+            terms["l_g_attention"] = self.losses["attention"](aux["texture_attention"], self.ref, self.gt)
+        if "identity" in self.losses:
+            terms["l_g_identity"] = self.losses["identity"](output, self.gt)
+        if "vq" in aux and self.vq_weight > 0:
+            terms["l_g_vq"] = self.vq_weight * aux["vq"]["loss"]
+        if "gan" in self.losses:
+            terms["l_g_gan"] = self.losses["gan"](self.net_d(output), True, is_disc=False)
+        if not terms:
+            raise ValueError("no generator loss is configured: set at least one train.*_opt")
+        return terms
+
+    def _discriminator_step(self, fake: torch.Tensor, current_iter: int) -> "OrderedDict[str, torch.Tensor]":
+        self.net_d.requires_grad_(True)
+        self.optimizer_d.zero_grad(set_to_none=True)
+        real_pred = self.net_d(self.gt)
+        fake_pred = self.net_d(fake)
+        terms = OrderedDict(
+            l_d_real=self.losses["gan"](real_pred, True, is_disc=True),
+            l_d_fake=self.losses["gan"](fake_pred, False, is_disc=True),
+        )
+        self._check_finite(terms, current_iter)
+        (terms["l_d_real"] + terms["l_d_fake"]).backward()
+        if self.r1_gamma > 0 and current_iter % self.r1_interval == 0:
+            # Lazy R1 (StyleGAN2): every r1_interval steps, scaled by the interval.
+            real = self.gt.detach().requires_grad_(True)
+            real_pred = self.net_d(real)
+            penalty = r1_penalty(real_pred, real)
+            terms["l_d_r1"] = self.r1_gamma / 2 * penalty * self.r1_interval + 0 * real_pred[0].sum()
+            self._check_finite(terms, current_iter)
+            terms["l_d_r1"].backward()
+        self.optimizer_d.step()
+        return terms
+
+    @staticmethod
+    def _check_finite(terms: dict, current_iter: int) -> None:
+        bad = {name: float(value) for name, value in terms.items() if not torch.isfinite(value).all()}
+        if bad:
+            listed = ", ".join(f"{name}={value}" for name, value in bad.items())
+            raise FloatingPointError(f"non-finite loss at iteration {current_iter}: {listed}")
+
+    # ------------------------------------------------------------- evaluation
+    def test(self) -> None:
+        net = self.net_g_ema if getattr(self, "net_g_ema", None) is not None else self.net_g
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            self.output = net(self.generator_input, self.ref)
+        net.train(was_training)
+
+    def get_current_visuals(self) -> "OrderedDict[str, torch.Tensor]":
+        visuals = OrderedDict(lq=self.lq.detach().cpu(), result=self.output.detach().cpu())
+        if self.ref is not None:
+            visuals["ref"] = self.ref.detach().cpu()
+        if self.gt is not None:
+            visuals["gt"] = self.gt.detach().cpu()
+        return visuals
+
+    def dist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        if self.opt["rank"] == 0:
+            self.nondist_validation(dataloader, current_iter, tb_logger, save_img)
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        """Restores every sample, averages the metrics, writes outputs and comparison grids."""
+        dataset_name = dataloader.dataset.opt["name"]
+        val_opt = self.opt["val"]
+        metric_opts = val_opt.get("metrics") or {}
+        sums = dict.fromkeys(metric_opts, 0.0)
+        counted = 0
+        if metric_opts:
+            self._initialize_best_metric_results(dataset_name)
+        write_grids = val_opt.get("grids", True)
+        for val_data in tqdm(dataloader, desc=f"validating {dataset_name}", unit="image", leave=False):
+            name = osp.splitext(osp.basename(val_data["lq_path"][0]))[0]
+            self.feed_data(val_data)
+            self.test()
+            images = {key: _to_image(tensor) for key, tensor in self.get_current_visuals().items()}
+            if save_img:
+                atomic_imwrite(
+                    images["result"], self._visual_path(dataset_name, name, current_iter, "output")
+                )
+            if write_grids:
+                grid = comparison_grid(images["lq"], images.get("ref"), images["result"], images.get("gt"))
+                atomic_imwrite(grid, self._visual_path(dataset_name, name, current_iter, "grid"))
+            if metric_opts and "gt" in images:
+                data = {"img": images["result"], "img2": images["gt"], "ref": images.get("ref")}
+                for metric, metric_opt in metric_opts.items():
+                    sums[metric] += float(calculate_metric(data, metric_opt))
+                counted += 1
+        self.last_grid_folder = osp.join(self.opt["path"]["visualization"], dataset_name)
+        if metric_opts:
+            if counted == 0:
+                get_root_logger().warning(f"{dataset_name}: no sample has a gt; metrics were not computed")
+                return
+            self.metric_results = {metric: total / counted for metric, total in sums.items()}
+            for metric, value in self.metric_results.items():
+                self._update_best_metric_result(dataset_name, metric, value, current_iter)
+            self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
+
+    def _visual_path(self, dataset_name: str, name: str, current_iter, kind: str) -> str:
+        suffix = self.opt["val"].get("suffix") or current_iter
+        return osp.join(self.opt["path"]["visualization"], dataset_name, f"{name}_{kind}_{suffix}.png")
+
+    def _log_validation_metric_values(self, current_iter, dataset_name: str, tb_logger) -> None:
+        best = self.best_metric_results[dataset_name]
+        lines = [f"Validation {dataset_name}"]
+        for metric, value in self.metric_results.items():
+            lines.append(
+                f"\t # {metric}: {value:.4f}\tBest: {best[metric]['val']:.4f} @ {best[metric]['iter']} iter"
+            )
+            if tb_logger:
+                tb_logger.add_scalar(f"metrics/{dataset_name}/{metric}", value, current_iter)
+        get_root_logger().info("\n".join(lines))
+
+    # ------------------------------------------------------------------ saving
+    def save(self, epoch: int, current_iter: int) -> None:
+        if getattr(self, "net_g_ema", None) is not None:
+            self.save_network([self.net_g, self.net_g_ema], "net_g", current_iter, ["params", "params_ema"])
+        else:
+            self.save_network(self.net_g, "net_g", current_iter)
+        if getattr(self, "net_d", None) is not None:
+            self.save_network(self.net_d, "net_d", current_iter)
+        self.save_training_state(epoch, current_iter)
+
+    def save_network(self, net, net_label, current_iter, param_key="params"):
+        """BasicSR's checkpoint layout, written atomically (a kill never leaves a corrupt file)."""
+        if self.opt["rank"] != 0:
+            return
+        nets = net if isinstance(net, list) else [net]
+        keys = param_key if isinstance(param_key, list) else [param_key]
+        checkpoint = {
+            key: {name: tensor.cpu() for name, tensor in self.get_bare_model(n).state_dict().items()}
+            for n, key in zip(nets, keys)
+        }
+        label = "latest" if current_iter == -1 else current_iter
+        atomic_torch_save(checkpoint, osp.join(self.opt["path"]["models"], f"{net_label}_{label}.pth"))
+
+    def save_training_state(self, epoch, current_iter):
+        """Optimizer and scheduler states, written atomically after the networks."""
+        if self.opt["rank"] != 0 or current_iter == -1:
+            return
+        state = {
+            "epoch": epoch,
+            "iter": current_iter,
+            "optimizers": [o.state_dict() for o in self.optimizers],
+            "schedulers": [s.state_dict() for s in self.schedulers],
+        }
+        os.makedirs(self.opt["path"]["training_states"], exist_ok=True)
+        atomic_torch_save(state, osp.join(self.opt["path"]["training_states"], f"{current_iter}.state"))
+
+
+def _to_image(tensor: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) or (1, K, 3, H, W) in [-1, 1] -> uint8 BGR (H, W, 3) (the first reference)."""
+    if tensor.dim() == 5:
+        tensor = tensor[:, 0]
+    return tensor2img(tensor, rgb2bgr=True, min_max=(-1, 1))
