@@ -1,0 +1,127 @@
+"""Turns a weights argument (a local path or a Hugging Face Hub spec) into a local file path.
+
+Every network that takes pretrained weights in ``ented`` (ArcFace, LPIPS backbones, the FID
+Inception) accepts either form:
+
+- a local file: ``"experiments/pretrained_models/backbone.pth"`` (``~`` is expanded);
+- a Hub file: ``"hf://owner/repo/path/in/repo.pth"``, optionally pinned with
+  ``"hf://owner/repo/path/in/repo.pth@<revision>"``; it is fetched with
+  ``huggingface_hub.hf_hub_download`` into the usual Hub cache. With ``HF_HUB_OFFLINE=1`` (or
+  ``local_files_only=True``) nothing is downloaded and a file already in the cache is used.
+"""
+
+import os
+
+HUB_PREFIX = "hf://"
+
+
+def is_hub_spec(path_or_hub_spec) -> bool:
+    """Returns whether the argument names a Hub file (``hf://owner/repo/filename``)."""
+    return isinstance(path_or_hub_spec, str) and path_or_hub_spec.startswith(HUB_PREFIX)
+
+
+def parse_hub_spec(spec: str) -> tuple[str, str, str | None]:
+    """Splits ``hf://owner/repo/path/file[@revision]`` into ``(repo_id, filename, revision)``."""
+    body = spec[len(HUB_PREFIX) :]
+    revision = None
+    if "@" in body:
+        body, revision = body.rsplit("@", 1)
+    parts = body.split("/")
+    if len(parts) < 3 or not all(parts):
+        raise ValueError(f"Hub weights spec {spec!r} must look like 'hf://owner/repo/filename[@revision]'")
+    return "/".join(parts[:2]), "/".join(parts[2:]), revision
+
+
+def resolve_weights(
+    path_or_hub_spec: str | os.PathLike | None = None,
+    *,
+    repo_id: str | None = None,
+    filename: str | None = None,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool | None = None,
+) -> str:
+    """Returns a local path for a weights file given by path, by Hub spec, or by repo_id + filename.
+
+    Args:
+        path_or_hub_spec: A local file path, or ``"hf://owner/repo/filename[@revision]"``.
+            Leave it None to give ``repo_id`` and ``filename`` instead.
+        repo_id: Hub repository (``"owner/repo"``), with ``filename``.
+        filename: File inside the Hub repository.
+        revision: Branch, tag or commit of the Hub repository (default: ``main``).
+        cache_dir: Hub cache folder (default: huggingface_hub's, ``HF_HUB_CACHE``).
+        local_files_only: Use only the Hub cache. None follows ``HF_HUB_OFFLINE``.
+
+    Returns:
+        The path of an existing local file.
+
+    Raises:
+        FileNotFoundError: The local file does not exist, or the Hub file is neither in the cache
+            nor downloadable; the message names what was asked for.
+    """
+    if path_or_hub_spec is not None and (repo_id is not None or filename is not None):
+        raise ValueError("give either path_or_hub_spec or repo_id + filename, not both")
+    if path_or_hub_spec is None:
+        if repo_id is None or filename is None:
+            raise ValueError("resolve_weights needs a path, an 'hf://' spec, or both repo_id and filename")
+        return _download(repo_id, filename, revision, cache_dir, local_files_only)
+    if is_hub_spec(path_or_hub_spec):
+        repo_id, filename, spec_revision = parse_hub_spec(path_or_hub_spec)
+        return _download(repo_id, filename, spec_revision or revision, cache_dir, local_files_only)
+
+    path = os.path.expanduser(os.fspath(path_or_hub_spec))
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"weights file {path} does not exist (from {os.fspath(path_or_hub_spec)!r})")
+    return path
+
+
+def _download(repo_id, filename, revision, cache_dir, local_files_only) -> str:
+    from huggingface_hub import constants, hf_hub_download
+
+    if local_files_only is None:
+        local_files_only = constants.is_offline_mode()
+    try:
+        return hf_hub_download(
+            repo_id=repo_id,
+            filename=filename,
+            revision=revision,
+            cache_dir=None if cache_dir is None else os.fspath(cache_dir),
+            local_files_only=local_files_only,
+        )
+    except Exception as error:  # the hub raises many types (offline, 404, gated, connection)
+        where = "the local Hub cache" if local_files_only else "the Hub or the local Hub cache"
+        raise FileNotFoundError(
+            f"weights file {filename!r} of Hub repository {repo_id!r} (revision {revision or 'main'}) "
+            f"is not in {where} ({cache_dir or constants.HF_HUB_CACHE}): {type(error).__name__}: {error}"
+        ) from error
+
+
+def load_weights_file(path: str | os.PathLike, nested_keys: tuple = ("params", "state_dict")) -> dict:
+    """Reads a state dict from a ``.safetensors`` or ``torch.save`` file, on the CPU.
+
+    Args:
+        path: A local file (resolve Hub specs with :func:`resolve_weights` first).
+        nested_keys: If the file holds a dict with one of these keys (BasicSR's ``'params'``,
+            Lightning's ``'state_dict'``), the state dict is taken from there.
+
+    Returns:
+        Name -> tensor, with a DataParallel ``'module.'`` prefix removed.
+    """
+    path = os.fspath(path)
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        state_dict = load_file(path, device="cpu")
+    else:
+        import torch
+
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    for key in nested_keys:
+        if isinstance(state_dict, dict) and isinstance(state_dict.get(key), dict):
+            state_dict = state_dict[key]
+            break
+    if not isinstance(state_dict, dict):
+        raise ValueError(f"weights file {path} holds a {type(state_dict).__name__}, not a state dict")
+    if state_dict and all(key.startswith("module.") for key in state_dict):
+        state_dict = {key[len("module.") :]: value for key, value in state_dict.items()}
+    return state_dict
