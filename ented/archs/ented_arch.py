@@ -1,0 +1,352 @@
+"""ENTED generator: reference-based blind face restoration (Hsiao et al., WACV 2024) [abstract].
+
+Layout (see docs/architecture.md for the sources of every choice)::
+
+    ref ──E_ref──> 16x16 tokens ─────────────────────┐
+          └─ extraction at 16..256 ─> textures ──┐   │
+    lq ───E_lq──> z ──VQ──> z_q ──refinement(z_q, ref tokens)──> z_r, styles
+                  └──────── alpha * z ──────────────(+)──> z_dec
+    z_dec ──decoder(styles; distribution of textures after each conv)──> out
+"""
+
+import json
+import math
+
+import torch
+from basicsr.utils.registry import ARCH_REGISTRY
+from einops import rearrange
+from torch import nn
+
+from ented.archs.latent_refinement import LatentRefinement
+from ented.archs.stylegan2_layers import EqualConv2d, EqualLinear, FusedLeakyReLU, ModulatedConv2d, ToRGB
+from ented.archs.texture_ops import TextureDistribution, TextureExtraction
+from ented.archs.vector_quantizer import VectorQuantizer
+
+# NTED's channel plan for a 512 generator, extended to 1024 the StyleGAN2 way [NTED]
+NTED_CHANNELS = {1024: 32, 512: 64, 256: 128, 128: 256, 64: 512, 32: 512, 16: 512}
+# labels k of the extraction/distribution operations per scale [NTED]
+NTED_LABELS = {16: 16, 32: 32, 64: 32, 128: 64, 256: 64}
+LATENT_SIZE = 16
+
+
+def channel_plan(out_size: int, width: float, channels: dict | None) -> dict[int, int]:
+    """{res: channels} for res = 16..out_size: NTED's plan, overridden by ``channels``, times ``width``."""
+    plan = dict(NTED_CHANNELS)
+    plan.update({int(k): int(v) for k, v in (channels or {}).items()})
+    sizes = [LATENT_SIZE * 2**i for i in range(int(math.log2(out_size // LATENT_SIZE)) + 1)]
+    missing = [s for s in sizes if s not in plan]
+    if missing:
+        raise ValueError(f"no channel count for resolutions {missing}; pass them in `channels`")
+    return {s: max(1, int(round(plan[s] * width))) for s in sizes}
+
+
+def check_out_size(out_size: int, low: int = 32, high: int = 1024) -> None:
+    if not isinstance(out_size, int) or out_size < low or out_size > high or out_size & (out_size - 1):
+        raise ValueError(f"out_size must be a power of two between {low} and {high}, got {out_size!r}")
+
+
+class FeatureEncoder(nn.Module):
+    """A 1x1 stem at full resolution, then one blurred stride-2 conv per scale down to 16x16 [NTED].
+
+    Args:
+        channels: {res: channels} for res = 16..out_size.
+    """
+
+    def __init__(self, channels: dict[int, int]):
+        super().__init__()
+        sizes = sorted(channels, reverse=True)
+        self.stem = EqualConv2d(3, channels[sizes[0]], 1, activation=True)
+        self.downs = nn.ModuleList(
+            EqualConv2d(channels[hi], channels[lo], 3, downsample=True, activation=True)
+            for hi, lo in zip(sizes[:-1], sizes[1:])
+        )
+        self.sizes = sizes[1:]  # resolution after each down conv
+
+    def forward(self, img: torch.Tensor) -> list[torch.Tensor]:
+        """img: (B, 3, S, S) -> feature maps at S/2, S/4, ..., 16 (the last is the 16x16 latent)."""
+        x = self.stem(img)
+        feats = []
+        for down in self.downs:
+            x = down(x)
+            feats.append(x)
+        return feats
+
+
+class StyledConv(nn.Module):
+    """Decoder conv: (modulated) conv, optional texture distribution, then bias + leaky ReLU.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        style_dim: Style size, or None for a plain equalized conv (NTED's decoder).
+        upsample: Transposed conv + blur, x2.
+        num_labels: Labels of the distribution operation, 0 for none.
+        attention_kernel_size: ``m`` of the distribution logits.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        style_dim: int | None,
+        upsample: bool,
+        num_labels: int,
+        attention_kernel_size: int,
+    ):
+        super().__init__()
+        if style_dim is None:
+            self.conv = EqualConv2d(in_channels, out_channels, 3, bias=False, upsample=upsample)
+        else:
+            self.conv = ModulatedConv2d(in_channels, out_channels, 3, style_dim, upsample=upsample)
+        self.distribution = (
+            TextureDistribution(out_channels, num_labels, attention_kernel_size) if num_labels else None
+        )
+        self.act = FusedLeakyReLU(out_channels)
+
+    def forward(
+        self, x: torch.Tensor, style: torch.Tensor | None, textures: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = self.conv(x) if style is None else self.conv(x, style)
+        attn = None
+        if self.distribution is not None:
+            x, attn = self.distribution(x, textures)
+        return self.act(x), attn
+
+
+class StyleMapping(nn.Module):
+    """Styles without the refinement module: an MLP on the pooled latent plus a learned offset per conv.
+
+    [default] used when ``use_refinement=False`` and ``modulated=True``, so the decoder stays
+    modulated by the input image's content.
+    """
+
+    def __init__(self, dim: int, num_styles: int, style_dim: int):
+        super().__init__()
+        self.mlp = nn.Sequential(
+            EqualLinear(dim, style_dim, activation=True), EqualLinear(style_dim, style_dim)
+        )
+        self.offsets = nn.Parameter(torch.zeros(1, num_styles, style_dim))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """z: (B, D, h, w) -> styles (B, num_styles, style_dim)."""
+        return self.mlp(z.mean(dim=(2, 3)))[:, None] + self.offsets
+
+
+@ARCH_REGISTRY.register()
+class ENTED(nn.Module):
+    """ENTED generator: restores ``lq`` with textures and style codes taken from ``ref``.
+
+    Args:
+        out_size: Image size, a power of two in 32..1024 (the latent is always 16x16).
+        width: Channel multiplier of the channel plan (e.g. 1/16 for unit tests).
+        channels: Optional {res: channels} overriding entries of NTED's plan
+            ``{1024: 32, 512: 64, 256: 128, 128: 256, 64: 512, 32: 512, 16: 512}``; the result
+            is multiplied by ``width``. Keys may be strings (JSON).
+        num_labels: Optional {res: k} overriding NTED's labels ``{16: 16, 32: 32, 64: 32,
+            128: 64, 256: 64}``; 0 removes the textures at that scale. Only scales below
+            ``out_size`` get textures.
+        style_dim: Size of the style vectors of the modulated convs [default: 512, StyleGAN2].
+        use_vq: VQ dictionary on the latent [abstract].
+        use_refinement: Cross-attention refinement of the latent + style codes [abstract].
+        identity_residual: ``z_dec = z_refined + alpha * z`` with learnable alpha (init 1) [abstract; form default].
+        modulated: Modulated/demodulated decoder convs [default]; False gives NTED's plain convs.
+        codebook_size: Code words N [default: 1024].
+        code_dim: Code word size [default: 256].
+        vq_beta: Commitment weight [default: 0.25, VQ-VAE].
+        refinement_depth: Cross-attention blocks L [default: 2].
+        refinement_heads: Attention heads [default: 8].
+        mlp_ratio: MLP width of the attention blocks [default: 4, ViT].
+        attention_kernel_size: ``m`` of the extraction/distribution logits above 16x16 [NTED: 3;
+            1 at 16x16].
+        value_kernel_size: Kernel of the extraction values conv [eq: 1; NTED uses ``m``].
+        rgb_kernel_size: Kernel of the ToRGB convs [NTED: 3].
+
+    ``ref=None`` uses ``lq`` itself as the reference ("self reference"): the network still runs,
+    but its textures then come from the degraded image. A reference of another person supplies
+    that person's textures (skin, eyes, hair) and steers the styles; the geometry follows
+    ``lq`` (decoder input and distribution logits are computed from it), but identity cues in
+    the texture may drift towards the reference: use a reference of the same person.
+    """
+
+    def __init__(
+        self,
+        out_size: int = 512,
+        width: float = 1.0,
+        channels: dict | None = None,
+        num_labels: dict | None = None,
+        style_dim: int = 512,
+        use_vq: bool = True,
+        use_refinement: bool = True,
+        identity_residual: bool = True,
+        modulated: bool = True,
+        codebook_size: int = 1024,
+        code_dim: int = 256,
+        vq_beta: float = 0.25,
+        refinement_depth: int = 2,
+        refinement_heads: int = 8,
+        mlp_ratio: float = 4.0,
+        attention_kernel_size: int = 3,
+        value_kernel_size: int = 1,
+        rgb_kernel_size: int = 3,
+    ):
+        super().__init__()
+        check_out_size(out_size)
+        if width <= 0:
+            raise ValueError(f"width must be positive, got {width}")
+        self.config = {
+            "out_size": out_size,
+            "width": width,
+            "channels": None if channels is None else {int(k): int(v) for k, v in channels.items()},
+            "num_labels": None if num_labels is None else {int(k): int(v) for k, v in num_labels.items()},
+            "style_dim": style_dim,
+            "use_vq": use_vq,
+            "use_refinement": use_refinement,
+            "identity_residual": identity_residual,
+            "modulated": modulated,
+            "codebook_size": codebook_size,
+            "code_dim": code_dim,
+            "vq_beta": vq_beta,
+            "refinement_depth": refinement_depth,
+            "refinement_heads": refinement_heads,
+            "mlp_ratio": mlp_ratio,
+            "attention_kernel_size": attention_kernel_size,
+            "value_kernel_size": value_kernel_size,
+            "rgb_kernel_size": rgb_kernel_size,
+        }
+        json.dumps(self.config)  # fails early if an argument cannot be saved
+        self.out_size = out_size
+        ch = channel_plan(out_size, width, channels)
+        labels = dict(NTED_LABELS)
+        labels.update({int(k): int(v) for k, v in (num_labels or {}).items()})
+        self.labels = {res: labels.get(res, 0) for res in ch if res < out_size and labels.get(res, 0) > 0}
+        self.channels = ch
+        latent_dim = ch[LATENT_SIZE]
+        sizes = sorted(ch)  # 16, 32, ..., out_size
+        num_styles = 3 * len(sizes) if modulated else 0  # conv1, conv2, to_rgb per scale
+        style = style_dim if modulated else None
+
+        def kernel(res):
+            return 1 if res == LATENT_SIZE else attention_kernel_size  # NTED
+
+        self.ref_encoder = FeatureEncoder(ch)
+        self.extractions = nn.ModuleDict(
+            {
+                str(res): nn.ModuleList(
+                    TextureExtraction(ch[res], ch[res], k, kernel(res), value_kernel_size) for _ in range(2)
+                )
+                for res, k in self.labels.items()
+            }
+        )
+        self.lq_encoder = FeatureEncoder(ch)
+        self.quantizer = VectorQuantizer(latent_dim, code_dim, codebook_size, vq_beta) if use_vq else None
+        if use_refinement:
+            self.refinement = LatentRefinement(
+                latent_dim, num_styles, style_dim, refinement_depth, refinement_heads, mlp_ratio, LATENT_SIZE
+            )
+        else:
+            self.refinement = None
+        self.style_mapping = (
+            StyleMapping(latent_dim, num_styles, style_dim) if (modulated and not use_refinement) else None
+        )
+        self.identity_alpha = nn.Parameter(torch.ones(())) if identity_residual else None
+        self.convs = nn.ModuleList()
+        self.to_rgbs = nn.ModuleList()
+        for i, res in enumerate(sizes):
+            c_in = ch[sizes[i - 1]] if i else latent_dim
+            k = self.labels.get(res, 0)
+            self.convs.append(StyledConv(c_in, ch[res], style, i > 0, k, kernel(res)))
+            self.convs.append(StyledConv(ch[res], ch[res], style, False, k, kernel(res)))
+            self.to_rgbs.append(ToRGB(ch[res], style, rgb_kernel_size, upsample_skip=i > 0))
+        self.sizes = sizes
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Trainable parameters split into 'attention' (extraction/distribution convs, refinement, VQ;
+        they get lr 1e-4 in training [default]) and 'base' (everything else). Only parameters with
+        ``requires_grad`` are listed, each exactly once."""
+        attention_types = (TextureExtraction, TextureDistribution, LatentRefinement, VectorQuantizer)
+        attention_ids = {
+            id(p) for m in self.modules() if isinstance(m, attention_types) for p in m.parameters()
+        }
+        groups = {"base": [], "attention": []}
+        for p in self.parameters():
+            if p.requires_grad:
+                groups["attention" if id(p) in attention_ids else "base"].append(p)
+        return groups
+
+    def freeze_codebook(self, frozen: bool = True) -> None:
+        """Stops (or resumes) training of the VQ code words (stage 2); the state dict is unchanged."""
+        if self.quantizer is None:
+            raise ValueError("freeze_codebook() needs use_vq=True")
+        self.quantizer.freeze_codebook(frozen)
+
+    def _references(self, lq: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
+        """Validates the inputs; returns the references as (B, K, 3, S, S)."""
+        size = self.out_size
+        if lq.ndim != 4 or lq.shape[1] != 3 or lq.shape[2] != size or lq.shape[3] != size:
+            raise ValueError(f"lq must be (B, 3, {size}, {size}); got {tuple(lq.shape)}")
+        if ref is None:
+            return lq[:, None]
+        if ref.ndim == 4:
+            ref = ref[:, None]
+        if ref.ndim != 5 or ref.shape[2] != 3 or ref.shape[3] != size or ref.shape[4] != size:
+            raise ValueError(
+                f"ref must be (B, 3, {size}, {size}) or (B, K, 3, {size}, {size}); got {tuple(ref.shape)}"
+            )
+        if ref.shape[0] != lq.shape[0]:
+            raise ValueError(f"ref has batch size {ref.shape[0]} but lq has {lq.shape[0]}")
+        return ref
+
+    def forward(self, lq: torch.Tensor, ref: torch.Tensor | None = None, return_aux: bool = False):
+        """Restores ``lq`` using ``ref``.
+
+        Args:
+            lq: (B, 3, S, S) in [-1, 1], S = out_size.
+            ref: None (self reference: ``lq`` is used), (B, 3, S, S) or (B, K, 3, S, S) in [-1, 1].
+            return_aux: Also return the attention maps and VQ statistics.
+
+        Returns:
+            out (B, 3, S, S) (no tanh); with ``return_aux`` also a dict:
+            'texture_attention': one (extraction (B, K, k, h, w), distribution (B, K*k, h, w))
+            pair per distribution layer, decoder order; 'vq': {'loss', 'indices' (B, 16, 16),
+            'perplexity', 'used_fraction'} when ``use_vq``.
+        """
+        refs = self._references(lq, ref)
+        batch = refs.shape[0]
+        ref_feats = self.ref_encoder(rearrange(refs, "b k c h w -> (b k) c h w"))
+        ref_by_res = {f.shape[-1]: f for f in ref_feats}
+        textures, extraction_maps = {}, {}
+        for res, ops in self.extractions.items():
+            for j, op in enumerate(ops):
+                tex, attn = op(ref_by_res[int(res)])
+                textures[(int(res), j)] = rearrange(tex, "(b k) l c -> b (k l) c", b=batch)
+                if return_aux:
+                    extraction_maps[(int(res), j)] = rearrange(attn, "(b k) l h w -> b k l h w", b=batch)
+
+        z = self.lq_encoder(lq)[-1]
+        aux = {}
+        z_dec = z
+        if self.quantizer is not None:
+            z_dec, aux["vq"] = self.quantizer(z)
+        styles = None
+        if self.refinement is not None:
+            z_dec, styles = self.refinement(
+                z_dec, rearrange(ref_feats[-1], "(b k) d h w -> b k d h w", b=batch)
+            )
+        if self.identity_alpha is not None:
+            z_dec = z_dec + self.identity_alpha * z
+        if self.style_mapping is not None:
+            styles = self.style_mapping(z_dec)
+
+        texture_attention = []
+        x, rgb = z_dec, None
+        for i, res in enumerate(self.sizes):
+            for j in range(2):
+                style = None if styles is None else styles[:, 3 * i + j]
+                x, dist = self.convs[2 * i + j](x, style, textures.get((res, j)))
+                if return_aux and dist is not None:
+                    texture_attention.append((extraction_maps[(res, j)], dist))
+            rgb = self.to_rgbs[i](x, None if styles is None else styles[:, 3 * i + 2], rgb)
+        if not return_aux:
+            return rgb
+        aux["texture_attention"] = texture_attention
+        return rgb, aux
