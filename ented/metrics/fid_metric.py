@@ -1,0 +1,282 @@
+"""FID of a folder of restored faces against a folder of real faces or precomputed statistics.
+
+FID is a property of two sets of images, not of one image pair, so it is not in BasicSR's
+METRIC_REGISTRY (whose metrics are averaged image by image): call
+:func:`calculate_ented_fid_folder` after a test run, or use the command line::
+
+    python -m ented.metrics.fid_metric results/restored datasets/ffhq_512 --weights pt_inception.pth
+
+It uses BasicSR's FID pieces: the Inception-v3 variant of TensorFlow's FID (BasicSR's
+``FIDInception*`` blocks, block split of ``basicsr.archs.inception.InceptionV3``) and
+``basicsr.metrics.fid.calculate_fid`` for the Frechet distance. Images are read as RGB in
+[-1, 1] and resized to 299x299 (bilinear), as BasicSR's ``calculate_fid_folder.py`` does.
+
+Weights, in order: ``weights_path`` (``pt_inception-2015-12-05-6726825d.pth`` from pytorch-fid's
+releases, a path or ``hf://`` spec); BasicSR's ``experiments/pretrained_models/`` copy of that
+file; torch's hub cache (``$TORCH_HOME/hub/checkpoints/``). Otherwise the network is random
+(seeded, identical across runs) and a warning is logged: such FIDs only compare folders scored
+in the same set-up and must never be reported.
+
+Caching. Networks live in the module-level ``FID_INCEPTIONS`` dict keyed by
+``(weights file or None, dims, device)``.
+"""
+
+import argparse
+import logging
+import os
+import sys
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+from basicsr.archs import inception as basicsr_inception
+from basicsr.metrics.fid import calculate_fid
+from torch import nn
+
+from ented.hub_weights import load_weights_file, resolve_weights
+from ented.metrics.image_convert import bgr_image_to_tensor, default_device
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+FID_WEIGHTS_NAME = os.path.basename(basicsr_inception.FID_WEIGHTS_URL)
+
+# (weights file or None, dims, device) -> FIDInceptionFeatures in eval mode.
+FID_INCEPTIONS: dict = {}
+
+
+class FIDInceptionFeatures(nn.Module):
+    """TensorFlow-FID Inception-v3 cut after the block that gives ``dims`` features.
+
+    Args:
+        state_dict: Weights of the FID Inception (pytorch-fid's ``pt_inception`` file), or None
+            for random weights.
+        dims: 64, 192, 768 or 2048 (the standard FID uses 2048, the final average pool).
+
+    Shapes:
+        forward(x: (B, 3, H, W) RGB in [-1, 1]) -> (B, dims).
+    """
+
+    def __init__(self, state_dict: dict | None = None, dims: int = 2048):
+        super().__init__()
+        if dims not in basicsr_inception.InceptionV3.BLOCK_INDEX_BY_DIM:
+            raise ValueError(
+                f"dims must be one of {sorted(basicsr_inception.InceptionV3.BLOCK_INDEX_BY_DIM)}"
+            )
+        net = torchvision.models.inception_v3(
+            weights=None, aux_logits=False, num_classes=1008, init_weights=False
+        )
+        net.Mixed_5b = basicsr_inception.FIDInceptionA(192, pool_features=32)
+        net.Mixed_5c = basicsr_inception.FIDInceptionA(256, pool_features=64)
+        net.Mixed_5d = basicsr_inception.FIDInceptionA(288, pool_features=64)
+        net.Mixed_6b = basicsr_inception.FIDInceptionC(768, channels_7x7=128)
+        net.Mixed_6c = basicsr_inception.FIDInceptionC(768, channels_7x7=160)
+        net.Mixed_6d = basicsr_inception.FIDInceptionC(768, channels_7x7=160)
+        net.Mixed_6e = basicsr_inception.FIDInceptionC(768, channels_7x7=192)
+        net.Mixed_7b = basicsr_inception.FIDInceptionE_1(1280)
+        net.Mixed_7c = basicsr_inception.FIDInceptionE_2(2048)
+        if state_dict is not None:
+            net.load_state_dict(state_dict)
+        blocks = [
+            [net.Conv2d_1a_3x3, net.Conv2d_2a_3x3, net.Conv2d_2b_3x3, nn.MaxPool2d(3, stride=2)],
+            [net.Conv2d_3b_1x1, net.Conv2d_4a_3x3, nn.MaxPool2d(3, stride=2)],
+            [net.Mixed_5b, net.Mixed_5c, net.Mixed_5d, net.Mixed_6a, net.Mixed_6b, net.Mixed_6c, net.Mixed_6d]
+            + [net.Mixed_6e],
+            [net.Mixed_7a, net.Mixed_7b, net.Mixed_7c],
+        ]
+        last = basicsr_inception.InceptionV3.BLOCK_INDEX_BY_DIM[dims]
+        self.blocks = nn.Sequential(*[nn.Sequential(*block) for block in blocks[: last + 1]])
+        self.dims = dims
+        self.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+        return F.adaptive_avg_pool2d(self.blocks(x), 1).flatten(1)
+
+
+def get_fid_inception(weights_path: str | None = None, dims: int = 2048, device=None) -> FIDInceptionFeatures:
+    """Returns the cached FID Inception for this configuration, building it on first use.
+
+    Args:
+        weights_path: ``pt_inception-2015-12-05-6726825d.pth`` path or ``hf://`` spec, or None
+            to look in the usual places (see the module docstring) and fall back to random weights.
+        dims: Feature size: 2048 (standard), 768, 192 or 64.
+        device: Where the network lives; default CUDA when available.
+    """
+    device = default_device(device)
+    path = resolve_weights(weights_path) if weights_path is not None else _find_local_weights()
+    key = (path, dims, str(device))
+    if key not in FID_INCEPTIONS:
+        if path is None:
+            logger.warning(
+                f"FID: no Inception weights ({FID_WEIGHTS_NAME} not given and not found locally); using a "
+                "random Inception: FID values only compare folders within this set-up, never report them"
+            )
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)  # the same random network in every run
+                network = FIDInceptionFeatures(None, dims)
+        else:
+            network = _load_inception(path, dims)
+        FID_INCEPTIONS[key] = network.to(device).eval()
+    return FID_INCEPTIONS[key]
+
+
+def _find_local_weights() -> str | None:
+    candidates = (
+        basicsr_inception.LOCAL_FID_WEIGHTS,
+        os.path.join(torch.hub.get_dir(), "checkpoints", FID_WEIGHTS_NAME),
+    )
+    return next((path for path in candidates if os.path.isfile(path)), None)
+
+
+def _load_inception(path: str, dims: int) -> FIDInceptionFeatures:
+    try:
+        return FIDInceptionFeatures(load_weights_file(path), dims)
+    except RuntimeError as error:
+        raise ValueError(f"FID Inception weights {path} do not fit the FID Inception-v3: {error}") from error
+
+
+def list_images(folder: str) -> list[str]:
+    """Returns the sorted image files directly inside ``folder``."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    names = sorted(name for name in os.listdir(folder) if name.lower().endswith(IMAGE_EXTENSIONS))
+    if not names:
+        raise ValueError(f"image folder {folder} has no images ({', '.join(IMAGE_EXTENSIONS)})")
+    return [os.path.join(folder, name) for name in names]
+
+
+@torch.no_grad()
+def folder_statistics(
+    folder: str, weights_path: str | None = None, dims: int = 2048, batch_size: int = 16, device=None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of the Inception features of every image in a folder.
+
+    Args:
+        folder: Folder of images (any size; each is resized to 299x299).
+        weights_path, dims, device: See :func:`get_fid_inception`.
+        batch_size: Images per forward pass.
+
+    Returns:
+        ``(mu, sigma)``: (dims,) and (dims, dims) float64 arrays.
+    """
+    device = default_device(device)
+    network = get_fid_inception(weights_path, dims, device)
+    paths = list_images(folder)
+    features = []
+    for start in range(0, len(paths), batch_size):
+        batch = [_read_299(path, device) for path in paths[start : start + batch_size]]
+        features.append(network(torch.cat(batch)).double().cpu())
+    features = torch.cat(features).numpy()
+    if len(features) < 2:
+        raise ValueError(f"FID needs at least 2 images, {folder} has {len(features)}")
+    return features.mean(axis=0), np.cov(features, rowvar=False)
+
+
+def _read_299(path: str, device) -> torch.Tensor:
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError(f"cannot read image {path}")
+    tensor = bgr_image_to_tensor(img, device)
+    return F.interpolate(tensor, size=(299, 299), mode="bilinear", align_corners=False)
+
+
+def load_statistics(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Reads FID statistics: pytorch-fid's ``.npz`` (``mu``, ``sigma``) or BasicSR/GFPGAN's ``.pth``
+    (``mean``, ``cov``, as in ``inception_FFHQ_512.pth``)."""
+    if path.endswith(".npz"):
+        with np.load(path) as stats:
+            return stats["mu"], stats["sigma"]
+    stats = torch.load(path, map_location="cpu", weights_only=False)
+    for mean_key, cov_key in (("mean", "cov"), ("mu", "sigma")):
+        if mean_key in stats and cov_key in stats:
+            return np.asarray(stats[mean_key]), np.asarray(stats[cov_key])
+    raise ValueError(
+        f"FID statistics {path} have neither 'mean'/'cov' nor 'mu'/'sigma' (keys: {list(stats)})"
+    )
+
+
+def save_statistics(path: str, mu: np.ndarray, sigma: np.ndarray) -> None:
+    """Writes FID statistics as pytorch-fid's ``.npz`` (``mu``, ``sigma``)."""
+    np.savez(path, mu=mu, sigma=sigma)
+
+
+def calculate_ented_fid_folder(
+    folder_restored: str,
+    folder_reference_or_stats: str,
+    weights_path: str | None = None,
+    dims: int = 2048,
+    batch_size: int = 16,
+    device=None,
+) -> float:
+    """FID between a folder of restored faces and real faces (a folder or a statistics file).
+
+    Args:
+        folder_restored: Folder of restored images.
+        folder_reference_or_stats: Folder of real images, or FID statistics (``.npz`` with
+            ``mu``/``sigma``, or ``.pth`` with ``mean``/``cov``) computed with the same
+            Inception weights and ``dims``.
+        weights_path: Inception weights (see the module docstring); None = look locally, else random.
+        dims: Feature size: 2048 for a standard FID; smaller ones suit tiny folders.
+        batch_size: Images per forward pass.
+        device: Where to run; default CUDA when available.
+
+    Returns:
+        The Frechet distance (0 for identical feature statistics). With fewer images than
+        ``dims`` the covariances are singular and the value is unreliable.
+    """
+    mu1, sigma1 = folder_statistics(folder_restored, weights_path, dims, batch_size, device)
+    mu2, sigma2 = reference_statistics(folder_reference_or_stats, weights_path, dims, batch_size, device)
+    return frechet_distance(mu1, sigma1, mu2, sigma2)
+
+
+def reference_statistics(
+    folder_or_stats: str, weights_path: str | None = None, dims: int = 2048, batch_size: int = 16, device=None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Statistics of a folder of images, or read from a statistics file (path or ``hf://`` spec)."""
+    if os.path.isdir(folder_or_stats):
+        return folder_statistics(folder_or_stats, weights_path, dims, batch_size, device)
+    mu, sigma = load_statistics(resolve_weights(folder_or_stats))
+    if mu.shape != (dims,):
+        raise ValueError(f"FID statistics {folder_or_stats} have {mu.shape[0]} dims, not {dims}")
+    return mu, sigma
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+    """Frechet distance of two Gaussians (BasicSR's ``calculate_fid``), clipped at 0 against round-off."""
+    return max(0.0, float(calculate_fid(mu1, sigma1, mu2, sigma2)))
+
+
+def main(argv: list[str] | None = None) -> float:
+    """Command line: prints the FID of two folders (or a folder and a statistics file)."""
+    parser = argparse.ArgumentParser(prog="python -m ented.metrics.fid_metric", description=main.__doc__)
+    parser.add_argument("folder_restored")
+    parser.add_argument("folder_reference_or_stats", help="folder of real images, or .npz/.pth statistics")
+    parser.add_argument(
+        "--weights", default=None, help=f"Inception weights ({FID_WEIGHTS_NAME}), path or hf://"
+    )
+    parser.add_argument("--dims", type=int, default=2048, choices=(64, 192, 768, 2048))
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default=None)
+    parser.add_argument(
+        "--save-stats", default=None, help="also write the restored folder's statistics (.npz)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    mu1, sigma1 = folder_statistics(
+        args.folder_restored, args.weights, args.dims, args.batch_size, args.device
+    )
+    if args.save_stats:
+        save_statistics(args.save_stats, mu1, sigma1)
+    mu2, sigma2 = reference_statistics(
+        args.folder_reference_or_stats, args.weights, args.dims, args.batch_size, args.device
+    )
+    fid = frechet_distance(mu1, sigma1, mu2, sigma2)
+    sys.stdout.write(f"FID {fid:.4f}\n")
+    return fid
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Identity similarity: ArcFace cosine between the output and the ground truth or the reference.
+
+Weights. ``weights_path`` is an insightface iresnet ``backbone.pth`` (or safetensors) file, a
+path or ``hf://`` spec (see :mod:`ented.identity`); without it a random ArcFace is used, with a
+warning, and the numbers mean nothing (identical faces still score 1).
+
+Caching. Encoders live in the module-level ``IDENTITY_ENCODERS`` dict keyed by
+``(weights file or None, crop, arch options, device)``: each is built once per process.
+``IDENTITY_ENCODERS.clear()`` frees them.
+"""
+
+import torch
+from basicsr.utils.registry import METRIC_REGISTRY
+
+from ented.hub_weights import resolve_weights
+from ented.identity import FFHQ_ARCFACE_CROP, IdentityEncoder
+from ented.metrics.image_convert import bgr_image_to_tensor, default_device
+
+# (weights file or None, crop, sorted arch options, device) -> IdentityEncoder.
+IDENTITY_ENCODERS: dict = {}
+
+
+@METRIC_REGISTRY.register()
+def calculate_ented_identity_similarity(
+    img,
+    img2=None,
+    against: str = "gt",
+    weights_path: str | None = None,
+    crop=FFHQ_ARCFACE_CROP,
+    arch: dict | None = None,
+    device=None,
+    **kwargs,
+) -> float:
+    """ArcFace cosine similarity of the restored face and the ground truth or the reference.
+
+    Args:
+        img: (H, W, 3) BGR uint8, the restored face (FFHQ-aligned).
+        img2: (H, W, 3) BGR uint8, the ground truth; used when ``against='gt'``.
+        against: ``'gt'`` compares with ``img2``; ``'ref'`` with ``kwargs['ref']``, the
+            reference photo the model was given (another photo of the same person).
+        weights_path: ArcFace weights file or ``hf://`` spec; None = random weights (warning).
+        crop: ``(top, left, height, width)`` fractions fed to ArcFace (default: FFHQ-aligned).
+        arch: ``ENTEDArcFace`` options; default: read from the weights file (iresnet50 if none).
+        device: Where to run; default CUDA when available.
+        **kwargs: Other data from the model: ``ref`` ((H, W, 3) BGR uint8) is read for
+            ``against='ref'``; the rest (``better``, ...) is ignored.
+
+    Returns:
+        Cosine similarity in [-1, 1] (higher = same identity).
+    """
+    if against == "gt":
+        other = img2
+    elif against == "ref":
+        other = kwargs.get("ref")
+    else:
+        raise ValueError(f"against must be 'gt' or 'ref', got {against!r}")
+    if other is None:
+        raise ValueError(f"identity similarity against {against!r} needs that image, but none was passed")
+    device = default_device(device)
+    encoder = get_identity_encoder(weights_path, crop, arch, device)
+    with torch.no_grad():
+        similarity = encoder.cosine_similarity(
+            bgr_image_to_tensor(img, device), bgr_image_to_tensor(other, device)
+        )
+    return float(similarity.item())
+
+
+def get_identity_encoder(weights_path=None, crop=FFHQ_ARCFACE_CROP, arch: dict | None = None, device=None):
+    """Returns the cached :class:`IdentityEncoder` for this configuration, building it on first use.
+
+    Args:
+        weights_path: ArcFace weights file or ``hf://`` spec, or None for random weights.
+        crop: See :class:`ented.identity.IdentityEncoder`.
+        arch: ``ENTEDArcFace`` options, or None.
+        device: Where the encoder lives; default CUDA when available.
+    """
+    device = default_device(device)
+    path = None if weights_path is None else resolve_weights(weights_path)
+    crop = None if crop is None else tuple(crop)
+    arch = dict(arch or {})
+    key = (path, crop, tuple(sorted((k, _hashable(v)) for k, v in arch.items())), str(device))
+    if key not in IDENTITY_ENCODERS:
+        IDENTITY_ENCODERS[key] = IdentityEncoder.from_path(path, crop=crop, **arch).to(device)
+    return IDENTITY_ENCODERS[key]
+
+
+def _hashable(value):
+    return tuple(value) if isinstance(value, list) else value
