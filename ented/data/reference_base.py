@@ -1,0 +1,160 @@
+"""What the three ENTED reference datasets share: options, roots, the lazy file client, reading,
+reference choice and the sample tensors.
+
+Common options (all optional unless a dataset says otherwise):
+
+- ``io_backend``: ``{type: disk}`` (default) or ``{type: lmdb}``; with lmdb every root is an
+  ``.lmdb`` folder and paths become keys (the relative path without its extension).
+- ``dataroot_gt``, ``dataroot_lq``, ``dataroot_ref`` (default: ``dataroot_gt``): roots the layout's
+  relative paths are joined to; ``~`` is expanded.
+- ``layout``, ``meta_info``: see :mod:`ented.data.layouts`.
+- ``out_size`` (512): every image is checked to be ``out_size`` square; others are centre-cropped and
+  resized with a logged warning (``size_mismatch: error`` raises instead).
+- ``mean``, ``std`` (None): normalize like BasicSR; 0.5 / 0.5 gives [-1, 1], absent gives [0, 1].
+- ``num_ref`` (1): references per sample; ``ref`` is (3, H, W) for 1 and (K, 3, H, W) for K > 1,
+  and ``ref_path`` the K paths joined with ``os.pathsep``.
+- ``allow_gt_as_ref`` (False): whether the gt image itself may serve as its own reference.
+- ``check_files`` (True): with the disk backend, check at start that every listed file exists.
+"""
+
+import logging
+import os
+
+import numpy as np
+import torch
+from basicsr.utils import FileClient
+from torch.utils import data as data
+
+from ented.data.image_io import decode_image, fit_to_size, to_tensor
+from ented.data.layouts import FaceRecord
+
+logger = logging.getLogger(__name__)
+
+_ROLES = ("gt", "lq", "ref")
+
+
+def _expand(path):
+    return None if path in (None, "", "~") else os.path.expanduser(str(path))
+
+
+class ReferenceDatasetBase(data.Dataset):
+    """Base class; subclasses fill ``self.records`` and implement ``__getitem__``.
+
+    Args:
+        opt: the dataset's option dict (BasicSR passes the whole ``datasets.<phase>`` entry).
+    """
+
+    def __init__(self, opt: dict):
+        super().__init__()
+        self.opt = opt
+        self.out_size = int(opt.get("out_size", 512))
+        self.mean, self.std = opt.get("mean"), opt.get("std")
+        self.num_ref = int(opt.get("num_ref", 1))
+        if self.num_ref < 1:
+            raise ValueError(f"num_ref must be >= 1, got {self.num_ref}")
+        self.allow_gt_as_ref = bool(opt.get("allow_gt_as_ref", False))
+        self.size_mismatch = opt.get("size_mismatch", "resize")
+        self.io_backend_opt = dict(opt.get("io_backend") or {"type": "disk"})
+        self.backend = self.io_backend_opt.get("type", "disk")
+        if self.backend not in ("disk", "lmdb"):
+            raise ValueError(f"io_backend type must be 'disk' or 'lmdb', got {self.backend!r}")
+        gt_root = _expand(opt.get("dataroot_gt"))
+        self.roots = {
+            "gt": gt_root,
+            "lq": _expand(opt.get("dataroot_lq")),
+            "ref": _expand(opt.get("dataroot_ref")) or gt_root,
+        }
+        self.file_client = None
+        self.records: list = []
+
+    # ---------------------------------------------------------------- paths and files
+    def client_key(self, role: str) -> str:
+        """The lmdb client of ``role``; roles sharing a root share one environment."""
+        root = self.roots[role]
+        return next(r for r in _ROLES if self.roots[r] == root)
+
+    def resolve(self, role: str, path: str) -> str:
+        """The file path (disk) or lmdb key of a layout path."""
+        if self.backend == "lmdb":
+            return os.path.splitext(path)[0]
+        root = self.roots[role]
+        return os.path.join(root, path) if root else path
+
+    def _make_file_client(self) -> FileClient:
+        kwargs = {k: v for k, v in self.io_backend_opt.items() if k != "type"}
+        if self.backend == "disk":
+            return FileClient("disk", **kwargs)
+        keys = sorted({self.client_key(r) for r in _ROLES if self.roots[r]})
+        missing = [k for k in keys if not self.roots[k].endswith(".lmdb")]
+        if missing:
+            raise ValueError(f"with the lmdb backend, dataroot_{missing[0]} must be an .lmdb folder")
+        return FileClient("lmdb", db_paths=[self.roots[k] for k in keys], client_keys=keys, **kwargs)
+
+    def read(self, role: str, path: str) -> np.ndarray:
+        """Reads a layout path as BGR float32 (out_size, out_size, 3) in [0, 1]."""
+        if self.file_client is None:  # lazily, so that each DataLoader worker opens its own
+            self.file_client = self._make_file_client()
+        location = self.resolve(role, path)
+        if self.backend == "lmdb":
+            content = self.file_client.get(location, self.client_key(role))
+            name = f"{self.roots[self.client_key(role)]}:{location}"
+        else:
+            try:
+                content = self.file_client.get(location)
+            except FileNotFoundError:
+                raise FileNotFoundError(f"{role} image {location} does not exist") from None
+            name = location
+        return fit_to_size(decode_image(content, name), self.out_size, name, self.size_mismatch)
+
+    def check_files(self, roles=("gt", "lq", "ref")) -> None:
+        """With the disk backend and ``check_files``, fails early on listed files that do not exist."""
+        if self.backend != "disk" or not self.opt.get("check_files", True):
+            return
+        missing = []
+        for record in self.records:
+            entries = [("gt", record.gt), ("lq", record.lq)] + [("ref", p) for p in record.refs or []]
+            for role, path in entries:
+                if role in roles and path is not None and not os.path.isfile(self.resolve(role, path)):
+                    missing.append(f"{role} {self.resolve(role, path)} (from {record.source})")
+        if missing:
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise FileNotFoundError("missing image(s): " + "; ".join(missing[:5]) + more)
+
+    def require_records(self, what: str) -> None:
+        if not self.records:
+            raise ValueError(f"{type(self).__name__}: no samples in {what}")
+
+    # ---------------------------------------------------------------- references
+    def reference_candidates(self, record: FaceRecord, pools: dict) -> list:
+        """The images that may serve as ``record``'s reference, never its gt unless allowed."""
+        pool = record.refs if record.refs is not None else pools.get(record.identity, [])
+        candidates = [p for p in pool if p != record.gt]
+        if not candidates and self.allow_gt_as_ref and record.gt is not None:
+            candidates = [record.gt]
+        return candidates
+
+    def choose(self, candidates: list, rng: np.random.Generator) -> list:
+        """``num_ref`` distinct candidates when there are enough, else drawn with repetition."""
+        replace = len(candidates) < self.num_ref
+        picks = rng.choice(len(candidates), size=self.num_ref, replace=replace)
+        return [candidates[int(i)] for i in picks]
+
+    # ---------------------------------------------------------------- tensors
+    def tensor(self, img: np.ndarray) -> torch.Tensor:
+        return to_tensor(img, self.mean, self.std)
+
+    def add_refs(self, sample: dict, refs: list, images: list, role: str = "ref") -> dict:
+        """Adds ``ref`` ((3, H, W) or (K, 3, H, W)) and ``ref_path`` (os.pathsep-joined)."""
+        tensors = [self.tensor(img) for img in images]
+        sample["ref"] = tensors[0] if self.num_ref == 1 else torch.stack(tensors)
+        sample["ref_path"] = os.pathsep.join(self.resolve(role, p) for p in refs)
+        return sample
+
+    @staticmethod
+    def ref_role(record: FaceRecord) -> str:
+        """Explicit references live under ``dataroot_ref``; ones drawn from an identity's images
+        (identity layouts) are gt images, under ``dataroot_gt``."""
+        return "ref" if record.refs is not None else "gt"
+
+    def __len__(self) -> int:
+        return len(self.records)

@@ -1,0 +1,95 @@
+"""ENTEDReferenceFaceDataset: identity-grouped HQ faces, lq synthesized on the fly, ref = another
+photo of the same person. The training dataset."""
+
+import logging
+
+import numpy as np
+import torch
+from basicsr.utils.registry import DATASET_REGISTRY
+
+from ented.data.degradation import FaceDegradation
+from ented.data.layouts import identity_pools, load_layout
+from ented.data.reference_augment import ReferenceAugmentation
+from ented.data.reference_base import ReferenceDatasetBase
+
+logger = logging.getLogger(__name__)
+
+
+def training_rng() -> np.random.Generator:
+    """A fresh generator per sample, drawn from torch's RNG: reproducible under
+    ``torch.manual_seed`` and different in every DataLoader worker (torch seeds each one)."""
+    return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+
+
+@DATASET_REGISTRY.register()
+class ENTEDReferenceFaceDataset(ReferenceDatasetBase):
+    """Training samples (gt, synthetic lq, reference(s) of the same identity).
+
+    Options, beyond those of :mod:`ented.data.reference_base`:
+
+    - ``dataroot_gt`` (required for ``identity_folders``), ``layout`` (``identity_folders``),
+      ``meta_info``. Stored lq paths of list/CSV layouts are ignored: lq is always synthesized.
+    - ``use_hflip`` (True): flip gt with probability 0.5; its references are flipped with it, so
+      the pair stays consistent (left-cheek mole stays on the same side in gt and ref).
+    - degradation keys of :class:`~ented.data.degradation.FaceDegradation` (GFPGAN's defaults).
+    - reference augmentation keys of :class:`~ented.data.reference_augment.ReferenceAugmentation`.
+
+    Identities with a single image cannot give a different reference: they are skipped with a
+    logged warning, unless ``allow_gt_as_ref: true``, which keeps them with the gt as reference.
+    Rows of a CSV / triplet list whose only reference is their gt are treated the same way.
+
+    Sample: ``lq``, ``gt``: (3, H, W); ``ref``: (3, H, W) or (K, 3, H, W); ``lq_path`` (= gt path,
+    lq is synthetic), ``gt_path``, ``ref_path`` (K paths joined with ``os.pathsep``).
+    """
+
+    def __init__(self, opt: dict):
+        super().__init__(opt)
+        layout = opt.get("layout", "identity_folders")
+        records = load_layout(layout, opt.get("meta_info"), self.roots["gt"], self.backend)
+        records = [r for r in records if r.gt is not None]
+        self.pools = identity_pools(records)
+        kept, skipped = [], []
+        for record in records:
+            (kept if self.reference_candidates(record, self.pools) else skipped).append(record)
+        if skipped:
+            logger.warning(
+                "%s: skipping %d image(s) with no other image of their identity to serve as reference "
+                "(e.g. %s from %s); set allow_gt_as_ref: true to keep them",
+                type(self).__name__,
+                len(skipped),
+                skipped[0].gt,
+                skipped[0].source,
+            )
+        self.records = kept
+        self.require_records(f"{layout} layout at {opt.get('meta_info') or self.roots['gt']}")
+        self.check_files(roles=("gt", "ref"))
+        self.use_hflip = bool(opt.get("use_hflip", True))
+        self.degradation = FaceDegradation.from_opt(opt)
+        self.ref_augment = ReferenceAugmentation.from_opt(opt)
+        logger.info(
+            "%s: %d images of %d identities; degradation: %s",
+            type(self).__name__,
+            len(self.records),
+            len({r.identity for r in self.records}),
+            self.degradation.describe(),
+        )
+
+    def __getitem__(self, index: int) -> dict:
+        rng = training_rng()
+        record = self.records[index]
+        refs = self.choose(self.reference_candidates(record, self.pools), rng)
+        gt = self.read("gt", record.gt)
+        flip = self.use_hflip and rng.uniform() < 0.5
+        if flip:
+            gt = np.ascontiguousarray(gt[:, ::-1])
+        lq, gt = self.degradation(gt, rng)
+        role = self.ref_role(record)
+        ref_images = []
+        for path in refs:
+            img = self.read(role, path)
+            if flip:
+                img = np.ascontiguousarray(img[:, ::-1])
+            ref_images.append(self.ref_augment(img, rng) if self.ref_augment.active else img)
+        gt_path = self.resolve("gt", record.gt)
+        sample = {"lq": self.tensor(lq), "gt": self.tensor(gt), "lq_path": gt_path, "gt_path": gt_path}
+        return self.add_refs(sample, refs, ref_images, role)
