@@ -152,7 +152,7 @@ def read_list_file(path: str) -> list:
                 f"[identity]', got {len(fields)} field(s): {text!r}"
             )
         if kind is not None and line_kind != kind:
-            raise ValueError(f"{where}: a {line_kind} line in a {kind} list; one file holds one kind")
+            raise ValueError(f"{where}: {line_kind} line in a list of {kind} lines; one file holds one kind")
         kind = line_kind
         if kind == "identity":
             identity, image = fields

@@ -4,7 +4,9 @@ reference choice and the sample tensors.
 Common options (all optional unless a dataset says otherwise):
 
 - ``io_backend``: ``{type: disk}`` (default) or ``{type: lmdb}``; with lmdb every root is an
-  ``.lmdb`` folder and paths become keys (the relative path without its extension).
+  ``.lmdb`` folder and paths become keys (the relative path without its extension). Further keys
+  go to BasicSR's disk client or to ``lmdb.open``. Each process opens an lmdb once
+  (:mod:`ented.data.lmdb_reader`), so datasets and forked workers can share one.
 - ``dataroot_gt``, ``dataroot_lq``, ``dataroot_ref`` (default: ``dataroot_gt``): roots the layout's
   relative paths are joined to; ``~`` is expanded.
 - ``layout``, ``meta_info``: see :mod:`ented.data.layouts`.
@@ -27,10 +29,9 @@ from torch.utils import data as data
 
 from ented.data.image_io import decode_image, fit_to_size, to_tensor
 from ented.data.layouts import FaceRecord
+from ented.data.lmdb_reader import read_lmdb
 
 logger = logging.getLogger(__name__)
-
-_ROLES = ("gt", "lq", "ref")
 
 
 def _expand(path):
@@ -68,11 +69,6 @@ class ReferenceDatasetBase(data.Dataset):
         self.records: list = []
 
     # ---------------------------------------------------------------- paths and files
-    def client_key(self, role: str) -> str:
-        """The lmdb client of ``role``; roles sharing a root share one environment."""
-        root = self.roots[role]
-        return next(r for r in _ROLES if self.roots[r] == root)
-
     def resolve(self, role: str, path: str) -> str:
         """The file path (disk) or lmdb key of a layout path."""
         if self.backend == "lmdb":
@@ -80,30 +76,26 @@ class ReferenceDatasetBase(data.Dataset):
         root = self.roots[role]
         return os.path.join(root, path) if root else path
 
-    def _make_file_client(self) -> FileClient:
-        kwargs = {k: v for k, v in self.io_backend_opt.items() if k != "type"}
-        if self.backend == "disk":
-            return FileClient("disk", **kwargs)
-        keys = sorted({self.client_key(r) for r in _ROLES if self.roots[r]})
-        missing = [k for k in keys if not self.roots[k].endswith(".lmdb")]
-        if missing:
-            raise ValueError(f"with the lmdb backend, dataroot_{missing[0]} must be an .lmdb folder")
-        return FileClient("lmdb", db_paths=[self.roots[k] for k in keys], client_keys=keys, **kwargs)
+    def _fetch(self, role: str, location: str) -> tuple:
+        """(bytes or None, name for messages) of a resolved location."""
+        options = {k: v for k, v in self.io_backend_opt.items() if k != "type"}
+        if self.backend == "lmdb":
+            root = self.roots[role]
+            if root is None or not root.endswith(".lmdb"):
+                raise ValueError(
+                    f"with the lmdb backend, dataroot_{role} must be an .lmdb folder, got {root}"
+                )
+            return read_lmdb(root, location, **options), f"{root}:{location}"
+        if self.file_client is None:  # lazily, as BasicSR does, so that each worker makes its own
+            self.file_client = FileClient("disk", **options)
+        try:
+            return self.file_client.get(location), location
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{role} image {location} does not exist") from None
 
     def read(self, role: str, path: str) -> np.ndarray:
         """Reads a layout path as BGR float32 (out_size, out_size, 3) in [0, 1]."""
-        if self.file_client is None:  # lazily, so that each DataLoader worker opens its own
-            self.file_client = self._make_file_client()
-        location = self.resolve(role, path)
-        if self.backend == "lmdb":
-            content = self.file_client.get(location, self.client_key(role))
-            name = f"{self.roots[self.client_key(role)]}:{location}"
-        else:
-            try:
-                content = self.file_client.get(location)
-            except FileNotFoundError:
-                raise FileNotFoundError(f"{role} image {location} does not exist") from None
-            name = location
+        content, name = self._fetch(role, self.resolve(role, path))
         return fit_to_size(decode_image(content, name), self.out_size, name, self.size_mismatch)
 
     def check_files(self, roles=("gt", "lq", "ref")) -> None:

@@ -75,7 +75,7 @@ class FaceView:
     mouth_open: float  # 0 closed .. 1 wide open
     eye_open: float  # 0.6 .. 1
     light_direction: float  # radians
-    light_strength: float  # 0 .. 0.3
+    light_strength: float  # 0 .. 0.2
     background: tuple  # RGB in [0, 1]
 
 
@@ -97,7 +97,7 @@ def identity_name(index: int) -> str:
 def sample_identity(rng: np.random.Generator) -> FaceIdentity:
     """Draws one person's traits from ``rng``."""
     tone = rng.uniform(0.0, 1.0)
-    skin = np.array([0.95, 0.78, 0.66]) * (1 - tone) + np.array([0.45, 0.30, 0.22]) * tone
+    skin = np.array([0.86, 0.7, 0.58]) * (1 - tone) + np.array([0.45, 0.30, 0.22]) * tone
     skin = np.clip(skin + rng.normal(0, 0.03, 3), 0.15, 1.0)
     hair = np.clip(
         rng.choice([[0.1, 0.07, 0.05], [0.35, 0.2, 0.1], [0.75, 0.6, 0.3], [0.5, 0.5, 0.5]])
@@ -157,7 +157,7 @@ def sample_view(rng: np.random.Generator, pose_jitter: float = 1.0) -> FaceView:
         mouth_open=float(rng.uniform(0.3, 1.0) if rng.uniform() < 0.5 else 0.0),
         eye_open=float(rng.uniform(0.6, 1.0)),
         light_direction=float(rng.uniform(0, 2 * np.pi)),
-        light_strength=float(rng.uniform(0, 0.3)),
+        light_strength=float(rng.uniform(0, 0.2)),
         background=tuple(rng.uniform(0.2, 0.9, 3)),
     )
 
