@@ -12,9 +12,10 @@ The crop. ArcFace networks are trained on 112x112 crops aligned to insightface's
 template; ``ented`` faces are aligned the FFHQ way. Fitting a scale + translation from the
 FFHQ 512 five-point template (facexlib's, used by GFPGAN/CodeFormer to align faces) to
 insightface's 112 template by least squares gives the box ``FFHQ_ARCFACE_CROP``: rows
-0.1195..0.8684 and columns 0.1265..0.8754 of the image, i.e. ``[61:445, 65:448]`` of a 512
-face (a 383-pixel square), which is then resized to 112x112. The fit has a mean residual of
-about 1.5 px at 112, so the crop is close to, not identical with, insightface's alignment.
+0.1195..0.8684 and columns 0.1265..0.8754 of the image, i.e. ``[61:444, 65:448]`` of a 512
+face (a 383-pixel square), which is then resized to 112x112. The five FFHQ points then land
+1.0 to 2.5 px (at 112) from insightface's, so the crop is close to, not identical with,
+insightface's alignment.
 """
 
 import logging
@@ -73,8 +74,9 @@ class IdentityEncoder(nn.Module):
                 prefix is removed), a local path or ``hf://owner/repo/filename``. None gives
                 random weights and logs a warning: identity numbers are then meaningless.
             crop: See the class.
-            **arch_options: ``ENTEDArcFace`` arguments. Without them they are read from the
-                file (stage depths, widths, embedding size), so every insightface iresnet loads.
+            **arch_options: ``ENTEDArcFace`` arguments. Those not given are read from the file
+                (stage depths, widths, embedding size, input size), so every insightface
+                iresnet loads without options.
 
         Raises:
             FileNotFoundError: The file does not exist.
@@ -88,7 +90,7 @@ class IdentityEncoder(nn.Module):
             return cls(ENTEDArcFace(**arch_options), crop=crop)
         path = resolve_weights(weights_path)
         state_dict = load_weights_file(path)
-        options = arch_options or infer_arcface_options(state_dict)
+        options = {**infer_arcface_options(state_dict), **arch_options}  # given options win
         arcface = ENTEDArcFace(**options)
         load_arcface_state_dict(arcface, state_dict, path)
         return cls(arcface, crop=crop)

@@ -227,8 +227,9 @@ def calculate_ented_fid_folder(
         The Frechet distance (0 for identical feature statistics). With fewer images than
         ``dims`` the covariances are singular and the value is unreliable.
     """
-    mu1, sigma1 = folder_statistics(folder_restored, weights_path, dims, batch_size, device)
+    # The reference first: a statistics file of the wrong size fails before any forward pass.
     mu2, sigma2 = reference_statistics(folder_reference_or_stats, weights_path, dims, batch_size, device)
+    mu1, sigma1 = folder_statistics(folder_restored, weights_path, dims, batch_size, device)
     return frechet_distance(mu1, sigma1, mu2, sigma2)
 
 
@@ -279,4 +280,8 @@ def main(argv: list[str] | None = None) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the copy ``import ented`` already registered (``-m`` executes this file a second time,
+    # which also makes Python warn that the module was found in sys.modules: harmless here).
+    from ented.metrics import fid_metric
+
+    fid_metric.main()
