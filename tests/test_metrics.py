@@ -1,5 +1,7 @@
 """LPIPS, identity similarity and folder FID, offline with random or tiny networks (CPU)."""
 
+import logging
+
 import cv2
 import lpips
 import numpy as np
@@ -45,7 +47,7 @@ def test_lpips_crop_border_ignores_the_border(face):
         lpips_metric.calculate_ented_lpips(face, face[:32])
 
 
-def test_lpips_network_is_built_once(face, monkeypatch):
+def test_lpips_network_is_built_once(face, monkeypatch, caplog):
     built = []
     original_lpips = lpips.LPIPS
 
@@ -55,9 +57,11 @@ def test_lpips_network_is_built_once(face, monkeypatch):
 
     monkeypatch.setattr(lpips, "LPIPS", counting_lpips)
     monkeypatch.setattr(lpips_metric, "LPIPS_NETWORKS", {})
-    for sigma in (5, 10, 20, 40):
-        lpips_metric.calculate_ented_lpips(noisy(face, sigma), face, ref=face)
+    with caplog.at_level(logging.WARNING, logger="ented.metrics.lpips_metric"):
+        for sigma in (5, 10, 20, 40):
+            lpips_metric.calculate_ented_lpips(noisy(face, sigma), face, ref=face)
     assert built == ["alex"]
+    assert caplog.text.count("random backbone") == 1
     assert list(lpips_metric.LPIPS_NETWORKS) == [("alex", None, "cpu")]
 
 
@@ -74,6 +78,22 @@ def test_lpips_backbone_loads_from_torchvision_file(tmp_path, face, prefix, monk
     torch.testing.assert_close(backbone["slice1.0.weight"], alexnet.features[0].weight)
     torch.testing.assert_close(backbone["slice5.10.bias"], alexnet.features[10].bias)
     assert lpips_metric.calculate_ented_lpips(face, face, weights_path=str(path)) == 0.0
+
+
+def test_lpips_uses_backbone_from_torch_hub_cache(tmp_path, monkeypatch):
+    """A backbone torchvision already downloaded is used offline, with no weights_path."""
+    monkeypatch.setattr(lpips_metric, "LPIPS_NETWORKS", {})
+    previous = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path))
+    try:
+        torch.manual_seed(2)
+        alexnet = models.alexnet(weights=None)
+        (tmp_path / "checkpoints").mkdir()
+        torch.save(alexnet.state_dict(), tmp_path / "checkpoints" / "alexnet-owt-7be5be79.pth")
+        network = lpips_metric.get_lpips_network("alex", None, "cpu")
+    finally:
+        torch.hub.set_dir(previous)
+    torch.testing.assert_close(network.net.state_dict()["slice2.3.weight"], alexnet.features[3].weight)
 
 
 def test_lpips_backbone_mismatch_names_file(tmp_path):
