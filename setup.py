@@ -72,6 +72,7 @@ setup(
         "console_scripts": [
             "ented-train=ented.train:main",
             "ented-test=ented.test:main",
+            "ented-demo=ented.demo:main",
         ]
     },
     classifiers=[

@@ -114,7 +114,7 @@ class ENTEDModel(BaseModel):
 
     def setup_optimizers(self) -> None:
         train_opt = self.opt["train"]
-        optim_g = deepcopy(train_opt["optim_g"])
+        optim_g = _optimizer_options(train_opt["optim_g"])
         groups = self.get_bare_model(self.net_g).parameter_groups()
         base_lr = optim_g.pop("lr")
         attention_lr = float(train_opt.get("attention_lr", 1e-4))  # default, paper silent
@@ -125,7 +125,7 @@ class ENTEDModel(BaseModel):
         self.optimizer_g = self.get_optimizer(optim_g.pop("type"), param_groups, base_lr, **optim_g)
         self.optimizers.append(self.optimizer_g)
         if self.net_d is not None:
-            optim_d = deepcopy(train_opt["optim_d"])
+            optim_d = _optimizer_options(train_opt["optim_d"])
             self.optimizer_d = self.get_optimizer(
                 optim_d.pop("type"), self.net_d.parameters(), optim_d.pop("lr"), **optim_d
             )
@@ -349,6 +349,14 @@ class ENTEDModel(BaseModel):
         }
         os.makedirs(self.opt["path"]["training_states"], exist_ok=True)
         atomic_torch_save(state, osp.join(self.opt["path"]["training_states"], f"{current_iter}.state"))
+
+
+def _optimizer_options(optim_opt: dict) -> dict:
+    """A copy of an optimizer's options; YAML's ``betas: [0, 0.99]`` becomes floats, as Adam requires."""
+    optim_opt = deepcopy(optim_opt)
+    if "betas" in optim_opt:
+        optim_opt["betas"] = tuple(float(beta) for beta in optim_opt["betas"])
+    return optim_opt
 
 
 def _to_image(tensor: torch.Tensor) -> np.ndarray:
