@@ -184,6 +184,12 @@ def test_fid_folder_against_itself_and_shifted(folders, tmp_path):
     fid_metric.save_statistics(str(stats), mu, sigma)
     from_stats = fid_metric.calculate_ented_fid_folder(original, str(stats), dims=64, device="cpu")
     assert from_stats == pytest.approx(moved, rel=1e-6)
+    basicsr_stats = tmp_path / "inception_shifted.pth"  # BasicSR/GFPGAN's format: numpy mean/cov
+    torch.save({"name": "shifted", "mean": mu, "cov": sigma}, basicsr_stats)
+    assert (
+        fid_metric.calculate_ented_fid_folder(original, str(basicsr_stats), dims=64, device="cpu")
+        == from_stats
+    )
     with pytest.raises(ValueError, match="2048"):
         fid_metric.calculate_ented_fid_folder(original, str(stats), dims=2048, device="cpu")
 

@@ -24,6 +24,7 @@ Caching. Networks live in the module-level ``FID_INCEPTIONS`` dict keyed by
 import argparse
 import logging
 import os
+import pickle
 import sys
 
 import cv2
@@ -185,11 +186,19 @@ def _read_299(path: str, device) -> torch.Tensor:
 
 def load_statistics(path: str) -> tuple[np.ndarray, np.ndarray]:
     """Reads FID statistics: pytorch-fid's ``.npz`` (``mu``, ``sigma``) or BasicSR/GFPGAN's ``.pth``
-    (``mean``, ``cov``, as in ``inception_FFHQ_512.pth``)."""
+    (``mean``, ``cov``, as in ``inception_FFHQ_512.pth``; numpy arrays inside a ``.pth`` need full
+    unpickling, so load only ``.pth`` statistics you trust)."""
     if path.endswith(".npz"):
         with np.load(path) as stats:
             return stats["mu"], stats["sigma"]
-    stats = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        stats = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # BasicSR/GFPGAN statistics hold numpy arrays, which the safe loader refuses.
+        logger.info(
+            f"FID statistics {path} hold numpy arrays: loading them with full unpickling (trusted files only)"
+        )
+        stats = torch.load(path, map_location="cpu", weights_only=False)
     for mean_key, cov_key in (("mean", "cov"), ("mu", "sigma")):
         if mean_key in stats and cov_key in stats:
             return np.asarray(stats[mean_key]), np.asarray(stats[cov_key])
