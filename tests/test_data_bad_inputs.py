@@ -30,8 +30,14 @@ def triplet_list(tmp_path, text: str) -> str:
 
 
 def triplet_opt(root, meta_info, **extra):
-    return {"type": "ENTEDReferenceTripletDataset", "name": "t", "dataroot_gt": str(root), "meta_info": meta_info,
-            "out_size": SIZE, **extra}  # fmt: skip
+    return {
+        "type": "ENTEDReferenceTripletDataset",
+        "name": "t",
+        "dataroot_gt": str(root),
+        "meta_info": meta_info,
+        "out_size": SIZE,
+        **extra,
+    }
 
 
 def train_opt(root, **extra):
@@ -168,7 +174,7 @@ def test_malformed_csv_row_names_file_and_line(tmp_path):
     with pytest.raises(ValueError, match=r"refs.csv:3: 2 columns, the header has 3"):
         read_ffhq_ref_csv(str(path))
     path.write_text("gt,ref\n,c.png\n")
-    with pytest.raises(ValueError, match=r"refs.csv:2: no gt path"):
+    with pytest.raises(ValueError, match=r"refs.csv:2: no gt or lq path"):
         read_ffhq_ref_csv(str(path))
 
 

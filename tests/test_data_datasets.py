@@ -28,13 +28,26 @@ def identity_of(path: str) -> str:
 
 
 def train_opt(root, **extra):
-    return {"type": "ENTEDReferenceFaceDataset", "name": "train", "phase": "train", "dataroot_gt": root,
-            "out_size": SIZE, **extra}  # fmt: skip
+    return {
+        "type": "ENTEDReferenceFaceDataset",
+        "name": "train",
+        "phase": "train",
+        "dataroot_gt": root,
+        "out_size": SIZE,
+        **extra,
+    }
 
 
 def triplet_opt(root, **extra):
-    return {"type": "ENTEDReferenceTripletDataset", "name": "val", "phase": "val", "dataroot_gt": root,
-            "layout": "identity_folders", "out_size": SIZE, **extra}  # fmt: skip
+    return {
+        "type": "ENTEDReferenceTripletDataset",
+        "name": "val",
+        "phase": "val",
+        "dataroot_gt": root,
+        "layout": "identity_folders",
+        "out_size": SIZE,
+        **extra,
+    }
 
 
 def test_names_are_registered():
@@ -157,8 +170,15 @@ def test_unknown_reference_mode_is_refused(face_root):
 
 def test_prepared_test_list_is_read_by_the_triplet_dataset(face_root, tmp_path):
     list_path = prepare_test_set(face_root, str(tmp_path), num_ref=2, seed=1)
-    opt = {"type": "ENTEDReferenceTripletDataset", "name": "test", "dataroot_gt": face_root,
-           "dataroot_lq": str(tmp_path), "meta_info": list_path, "out_size": SIZE, "num_ref": 2}  # fmt: skip
+    opt = {
+        "type": "ENTEDReferenceTripletDataset",
+        "name": "test",
+        "dataroot_gt": face_root,
+        "dataroot_lq": str(tmp_path),
+        "meta_info": list_path,
+        "out_size": SIZE,
+        "num_ref": 2,
+    }
     dataset = build_dataset(opt)
     assert len(dataset) == 20
     sample = dataset[3]
@@ -173,8 +193,9 @@ def test_prepared_test_list_is_read_by_the_triplet_dataset(face_root, tmp_path):
 
 def test_identity_list_layout_for_training(face_root, tmp_path):
     list_path = tmp_path / "train.txt"
-    list_path.write_text("# identity image\nid0000 id0000/0.png\nid0000 id0000/2.png\nid0003 id0003/1.png\n"
-                         "id0003 id0003/3\n")  # fmt: skip
+    list_path.write_text(
+        "# identity image\nid0000 id0000/0.png\nid0000 id0000/2.png\nid0003 id0003/1.png\nid0003 id0003/3\n"
+    )
     dataset = build_dataset(train_opt(face_root, layout="list", meta_info=str(list_path)))
     assert len(dataset) == 4
     sample = dataset[3]  # "id0003/3" gets .png
@@ -203,8 +224,15 @@ def test_ffhq_ref_csv_with_and_without_header(face_root, tmp_path):
 def test_real_world_dataset_has_no_gt(face_root, tmp_path):
     list_path = tmp_path / "real.txt"
     list_path.write_text("- id0000/0.png id0000/1.png\n- id0001/0.png id0001/2.png,id0001/3.png\n")
-    opt = {"type": "ENTEDReferenceRealWorldDataset", "name": "real", "dataroot_lq": face_root,
-           "dataroot_ref": face_root, "meta_info": str(list_path), "out_size": SIZE, **HALF}  # fmt: skip
+    opt = {
+        "type": "ENTEDReferenceRealWorldDataset",
+        "name": "real",
+        "dataroot_lq": face_root,
+        "dataroot_ref": face_root,
+        "meta_info": str(list_path),
+        "out_size": SIZE,
+        **HALF,
+    }
     dataset = build_dataset(opt)
     sample = dataset[1]
     assert set(sample) == {"lq", "lq_path", "ref", "ref_path"}
@@ -213,6 +241,10 @@ def test_real_world_dataset_has_no_gt(face_root, tmp_path):
     folders = build_dataset({**opt, "layout": "identity_folders", "meta_info": None, "num_ref": 2})
     assert len(folders) == 20 and folders[0]["ref"].shape == (2, 3, SIZE, SIZE)
     assert "ref" not in build_dataset({**opt, "reference": "none"})[0]
+    csv_path = tmp_path / "real.csv"
+    csv_path.write_text("lq,ref1,ref2\nid0002/1.png,id0002/0.png,id0002/3.png\n")
+    from_csv = build_dataset({**opt, "layout": "ffhq_ref_csv", "meta_info": str(csv_path), "num_ref": 2})
+    assert from_csv[0]["ref_path"].split(os.pathsep)[1].endswith("id0002/3.png")
 
 
 def test_lmdb_round_trip(face_root, tmp_path):

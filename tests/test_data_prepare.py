@@ -79,12 +79,37 @@ def test_cli_end_to_end(tmp_path):
     )
     assert sorted(os.listdir(root)) == [f"id{i:04d}" for i in range(6)]
     assert main(["-q", "split", str(root), "--out", str(meta), "--num-test", "2", "--seed", "0"]) == 0
-    args = ["-q", "testset", str(root), "--out", str(test_dir), "--identities-list", str(meta / "test.txt"),
-            "--num-ref", "1", "--seed", "0", "--blur-sigma", "2", "3", "--jpeg-range", "70", "80"]  # fmt: skip
+    args = [
+        "-q",
+        "testset",
+        str(root),
+        "--out",
+        str(test_dir),
+        "--identities-list",
+        str(meta / "test.txt"),
+        "--num-ref",
+        "1",
+        "--seed",
+        "0",
+        "--blur-sigma",
+        "2",
+        "3",
+        "--jpeg-range",
+        "70",
+        "80",
+    ]
     assert main(args) == 0
     list_path = test_dir / "test_list.txt"
-    dataset = build_dataset({"type": "ENTEDReferenceTripletDataset", "name": "t", "dataroot_gt": str(root),
-                             "dataroot_lq": str(test_dir), "meta_info": str(list_path), "out_size": SIZE})  # fmt: skip
+    dataset = build_dataset(
+        {
+            "type": "ENTEDReferenceTripletDataset",
+            "name": "t",
+            "dataroot_gt": str(root),
+            "dataroot_lq": str(test_dir),
+            "meta_info": str(list_path),
+            "out_size": SIZE,
+        }
+    )
     assert len(dataset) == 6
     test_ids = {line.split()[0] for line in open(meta / "test.txt")}
     for index in range(len(dataset)):

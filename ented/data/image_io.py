@@ -131,7 +131,8 @@ def read_image_file(path: str, size: int | None = None, size_mismatch: str = "re
 
 def to_tensor(img: np.ndarray, mean=None, std=None) -> torch.Tensor:
     """BGR float (H, W, 3) -> RGB float32 tensor (3, H, W), normalized like BasicSR if mean/std."""
-    tensor = torch.from_numpy(np.ascontiguousarray(img[..., ::-1].transpose(2, 0, 1))).float()
+    rgb = cv2.cvtColor(np.ascontiguousarray(img, dtype=np.float32), cv2.COLOR_BGR2RGB)
+    tensor = torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
     if mean is not None or std is not None:
         normalize(
             tensor,

@@ -12,7 +12,8 @@ Layouts (option ``layout``):
     inputs). A file holds one kind or the other.
 ``ffhq_ref_csv`` (``meta_info`` names the file)
     comma-separated, one target per row. With a header row (a column named ``gt``, ``gt_path``,
-    ``target`` or ``hq``): columns ``gt``, optional ``lq`` / ``lq_path``, optional ``identity`` /
+    ``target``, ``hq``, ``lq`` or ``lq_path``): columns ``gt`` (absent for real-world inputs),
+    optional ``lq`` / ``lq_path``, optional ``identity`` /
     ``id``, and one or more reference columns whose names start with ``ref``; a reference cell may
     hold several paths separated by ``;`` or ``|`` (a ``['a.png', 'b.png']`` list also works).
     Without a header (FFHQ-Ref's reference mapping): ``gt_path,ref_path,ref_path,...``.
@@ -189,10 +190,10 @@ def read_ffhq_ref_csv(path: str) -> list:
     if not rows:
         raise ValueError(f"CSV file {path} has no rows")
     header = [c.strip().lower() for c in rows[0][1]]
-    has_header = any(name in _GT_NAMES for name in header)
+    has_header = any(name in _GT_NAMES + _LQ_NAMES for name in header)
     records = []
     if has_header:
-        gt_col = next(i for i, n in enumerate(header) if n in _GT_NAMES)
+        gt_col = next((i for i, n in enumerate(header) if n in _GT_NAMES), None)
         lq_col = next((i for i, n in enumerate(header) if n in _LQ_NAMES), None)
         id_col = next((i for i, n in enumerate(header) if n in _ID_NAMES), None)
         ref_cols = [i for i, n in enumerate(header) if n.startswith("ref")]
@@ -204,7 +205,7 @@ def read_ffhq_ref_csv(path: str) -> list:
         if has_header:
             if len(row) != len(header):
                 raise ValueError(f"{where}: {len(row)} columns, the header has {len(header)}: {row}")
-            gt = _optional(row[gt_col])
+            gt = _optional(row[gt_col]) if gt_col is not None else None
             lq = _optional(row[lq_col]) if lq_col is not None else None
             identity = row[id_col].strip() if id_col is not None else ""
             refs = [p for i in ref_cols for p in _split_refs(row[i])]
@@ -212,8 +213,8 @@ def read_ffhq_ref_csv(path: str) -> list:
             gt, identity = _optional(row[0]), ""
             lq = None
             refs = [p for cell in row[1:] for p in _split_refs(cell)]
-        if gt is None:
-            raise ValueError(f"{where}: no gt path in row {row}")
+        if gt is None and lq is None:
+            raise ValueError(f"{where}: no gt or lq path in row {row}")
         records.append(FaceRecord(gt, lq, refs, identity, where))
     if not records:
         raise ValueError(f"CSV file {path} has a header but no rows")

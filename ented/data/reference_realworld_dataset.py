@@ -56,7 +56,9 @@ class ENTEDReferenceRealWorldDataset(ReferenceDatasetBase):
             raise ValueError(f"reference must be one of {', '.join(REFERENCE_MODES)}, got {self.reference!r}")
         self.seed = int(opt.get("seed", 0))
         layout = opt.get("layout", "list")
-        if layout == "identity_folders" and self.backend == "disk":
+        if layout == "identity_folders":
+            if self.backend != "disk":
+                raise ValueError("the real-world identity_folders layout reads folders; use a list with lmdb")
             records = _scan_real_world_folders(self.roots["lq"], self.roots["ref"])
         else:
             records = load_layout(layout, opt.get("meta_info"), self.roots["lq"], self.backend)
