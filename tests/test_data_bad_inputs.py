@@ -194,6 +194,13 @@ def test_empty_dataset_is_an_error(tmp_path):
         build_dataset(train_opt(tmp_path, layout="celeba"))
 
 
+def test_images_outside_identity_folders_are_ignored_with_a_warning(face_root, caplog):
+    cv2.imwrite(str(face_root / "stray.png"), np.zeros((SIZE, SIZE, 3), np.uint8))
+    with caplog.at_level(logging.WARNING):
+        dataset = build_dataset(train_opt(face_root))
+    assert len(dataset) == 9 and "stray.png" in caplog.text
+
+
 def test_missing_lmdb_key_is_named(face_root, tmp_path):
     from ented.data.preparation import pack_lmdb
 

@@ -130,6 +130,18 @@ def test_hflip_flips_gt_and_references_together(face_root):
     assert any(flips) and not all(flips)
 
 
+def test_reference_augmentation_changes_only_the_reference(face_root):
+    import cv2
+
+    opt = train_opt(face_root, use_hflip=False, ref_affine_prob=1.0, ref_color_jitter_prob=1.0)
+    sample = build_dataset(opt)[0]
+    ref_raw = torch.from_numpy(cv2.imread(sample["ref_path"])[..., ::-1].transpose(2, 0, 1) / 255.0).float()
+    gt_raw = torch.from_numpy(cv2.imread(sample["gt_path"])[..., ::-1].transpose(2, 0, 1) / 255.0).float()
+    assert (sample["ref"] - ref_raw).abs().mean() > 0.01
+    assert torch.allclose(sample["gt"], gt_raw, atol=1e-6)
+    assert sample["ref"].shape == (3, SIZE, SIZE) and 0 <= sample["ref"].min() and sample["ref"].max() <= 1
+
+
 def test_triplet_on_the_fly_is_reproducible(face_root):
     first = build_dataset(triplet_opt(face_root, seed=5))
     second = build_dataset(triplet_opt(face_root, seed=5))
@@ -187,6 +199,8 @@ def test_prepared_test_list_is_read_by_the_triplet_dataset(face_root, tmp_path):
     assert all(identity_of(p) == identity_of(sample["gt_path"]) for p in sample["ref_path"].split(os.pathsep))
     assert sample["gt_path"] not in sample["ref_path"].split(os.pathsep)
     assert not torch.equal(sample["lq"], sample["gt"])
+    names = [os.path.basename(dataset[i]["lq_path"]) for i in range(len(dataset))]
+    assert len(set(names)) == len(names)  # result files named after lq never collide
     # stored lq: the same tensor every time, whatever the dataset seed
     assert torch.equal(build_dataset({**opt, "seed": 99})[3]["lq"], sample["lq"])
 

@@ -113,6 +113,17 @@ def test_degradation_is_a_function_of_the_generator(faces):
     assert a.dtype == np.float32 and a.shape == gt.shape and 0 <= a.min() and a.max() <= 1
 
 
+def test_gray_and_colour_jitter_options(faces):
+    gt = faces["id0000"][0][..., ::-1].astype(np.float32) / 255
+    gray = FaceDegradation(gray_prob=1.0, gt_gray=True)
+    lq, gray_gt = gray(gt, np.random.default_rng(0))
+    assert np.array_equal(lq[..., 0], lq[..., 2]) and np.array_equal(gray_gt[..., 0], gray_gt[..., 1])
+    plain = FaceDegradation()(gt, np.random.default_rng(0))[0]
+    jittered = FaceDegradation(color_jitter_prob=1.0, color_jitter_shift=40)(gt, np.random.default_rng(0))[0]
+    channel_shift = (jittered - plain).reshape(-1, 3).mean(0)
+    assert np.abs(channel_shift).max() > 2 / 255
+
+
 def test_degradation_rejects_bad_ranges():
     with pytest.raises(ValueError, match="blur_sigma"):
         FaceDegradation(blur_sigma=[5, 1])

@@ -28,7 +28,7 @@ import csv
 import logging
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,6 @@ class FaceRecord:
     refs: list | None
     identity: str
     source: str
-    extra: dict = field(default_factory=dict)
 
 
 def _with_extension(path: str) -> str:

@@ -122,6 +122,14 @@ def prepare_split(
     return result
 
 
+def lq_name(identity: str, gt: str) -> str:
+    """``<identity>/<identity>_<gt name>.png``: the lq file of a gt, with a base name unique across
+    identities (BasicSR names validation results after the lq file's base name)."""
+    stem = os.path.splitext(os.path.basename(gt) if os.path.isabs(gt) else gt)[0].replace("/", "_")
+    flat = stem if stem.startswith(identity) else f"{identity}_{stem}"
+    return f"{identity}/{flat}.png"
+
+
 def prepare_test_set(
     root: str,
     out_dir: str,
@@ -139,8 +147,9 @@ def prepare_test_set(
     For every identity (of ``identity_list``, or every folder of ``root``) with at least two
     images, each of its images (or the first ``images_per_identity``) becomes a gt; its lq is the
     gt degraded with ``np.random.default_rng([seed, n])`` (n: the triplet's number), written to
-    ``out_dir/lq/<identity>/<name>.png``; its references are a seeded choice of ``num_ref`` other
-    images of the identity. Single-image identities are skipped with a warning.
+    ``out_dir/lq/<identity>/<identity>_<name>.png`` (a base name unique across identities); its
+    references are a seeded choice of ``num_ref`` other images of the identity. Single-image
+    identities are skipped with a warning.
 
     The list (``out_dir/<list_name>``) has lines ``gt_path lq_path ref[,ref...] identity``; gt and
     references relative to ``root`` (use it as ``dataroot_gt``), lq relative to ``out_dir`` (use it
@@ -188,8 +197,7 @@ def prepare_test_set(
         refs = [others[int(i)] for i in picks]
         img = read_image_file(os.path.join(root, gt), size)
         lq, _ = degrade(img, rng)
-        stem = os.path.splitext(gt)[0]
-        lq_rel = f"{identity}/{os.path.basename(stem)}.png" if os.path.isabs(gt) else f"{stem}.png"
+        lq_rel = lq_name(identity, gt)
         write_image_atomic(os.path.join(out_dir, "lq", lq_rel), lq)
         lines.append(f"{gt} lq/{lq_rel} {','.join(refs)} {identity}")
     list_path = os.path.join(out_dir, list_name)
