@@ -136,7 +136,7 @@ def sample_identity(rng: np.random.Generator) -> FaceIdentity:
         nose_length=float(rng.uniform(0.3, 0.45)),
         mouth_width=float(rng.uniform(0.32, 0.5)),
         hairline=float(rng.uniform(-1.15, -0.85)),
-        texture_amplitude=float(rng.uniform(0.14, 0.22)),
+        texture_amplitude=float(rng.uniform(0.2, 0.3)),
         texture=rng.standard_normal((_TEXTURE_GRID, _TEXTURE_GRID)).astype(np.float32),
         moles=moles,
         scar=scar,
