@@ -1,0 +1,90 @@
+"""The reference identity check: similarity ordering, threshold logic, warnings and refusals.
+
+No ArcFace weights ship offline, so the encoder has random weights. The test is built so that it
+still means something: a face compared with itself must score 1 and higher than with a very
+different image, and the threshold is placed between the two.
+"""
+
+import numpy as np
+import pytest
+import torch
+from restoration_fixtures import face, tiny_net
+
+from ented.archs.arcface_arch import TINY_CONFIG, ENTEDArcFace
+from ented.identity import IdentityEncoder
+from ented.restoration import ENTEDRestorer, ReferenceChecker, ReferenceMismatchError
+from ented.restoration.images import to_network
+from ented.restoration.reference_check import RANDOM_WEIGHTS_NOTE, IdentityCheck
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    torch.manual_seed(0)
+    return IdentityEncoder(ENTEDArcFace(**TINY_CONFIG))
+
+
+def stripes(size=32):
+    image = np.zeros((size, size, 3), np.uint8)
+    image[:, ::2] = (255, 0, 255)
+    return image
+
+
+def test_same_face_scores_higher_than_a_different_image(encoder):
+    checker = ReferenceChecker(encoder=encoder, meaningful=False, on_mismatch="warn")
+    lq = to_network([face(1)])
+    refs = to_network([face(1), stripes()])[None]  # (1, 2, 3, H, W): itself, then stripes
+    same, different = checker.similarities(lq, refs)[0].tolist()
+    assert same == pytest.approx(1.0, abs=1e-5)
+    assert different < same - 1e-4
+
+
+def test_threshold_logic_and_messages(encoder, caplog):
+    lq = to_network([face(1), face(1)])
+    refs = to_network([face(1), stripes()])[:, None]  # face 0 gets itself, face 1 gets stripes
+    probe = ReferenceChecker(encoder=encoder, on_mismatch="off")
+    assert probe.check(lq, refs) == []  # off computes nothing
+    sims = ReferenceChecker(encoder=encoder).similarities(lq, refs)[:, 0]
+    threshold = float(sims.mean())  # between "same" (1.0) and "different"
+
+    checker = ReferenceChecker(encoder=encoder, threshold=threshold, meaningful=False)
+    with caplog.at_level("WARNING"):
+        checks = checker.check(lq, refs, ["a.png", "b.png"], [["a_ref.png"], ["stripes.png"]])
+    assert [c.same_person for c in checks] == [True, False]
+    assert checks[1].mismatched == [0]
+    assert "b.png: reference may show a different person: stripes.png" in caplog.text
+    assert "a.png" not in caplog.text
+    assert RANDOM_WEIGHTS_NOTE in caplog.text  # random weights: the message says the number is meaningless
+
+    refusing = ReferenceChecker(encoder=encoder, threshold=threshold, on_mismatch="refuse")
+    with pytest.raises(ReferenceMismatchError, match="stripes.png") as err:
+        refusing.check(lq, refs, ["a.png", "b.png"], [["a_ref.png"], ["stripes.png"]])
+    assert [c.face for c in err.value.checks] == ["b.png"]
+    assert RANDOM_WEIGHTS_NOTE not in str(err.value)  # a given encoder counts as real weights
+
+
+def test_identity_check_object():
+    check = IdentityCheck([0.9, 0.1], threshold=0.3, meaningful=True, face="f", references=["r1", "r2"])
+    assert not check.same_person and check.mismatched == [1]
+    assert "r2 (0.100)" in check.message() and "r1" not in check.message()
+    with pytest.raises(ValueError, match="on_mismatch"):
+        ReferenceChecker(on_mismatch="explode")
+    with pytest.raises(ValueError, match="threshold"):
+        ReferenceChecker(threshold=2.0)
+
+
+def test_restorer_runs_the_check_before_restoring(encoder, caplog):
+    checker = ReferenceChecker(encoder=encoder, threshold=0.999, on_mismatch="warn", meaningful=False)
+    restorer = ENTEDRestorer(tiny_net(0), device="cpu", reference_check=checker)
+    with caplog.at_level("WARNING"):
+        result = restorer.restore_aligned([face(1), face(1)], [[face(1)], [stripes()]], ["same", "other"])
+    assert [c.same_person for c in result.checks] == [True, False]
+    assert len(result.faces) == 2 and "other: reference may show a different person" in caplog.text
+
+    checker.on_mismatch = "refuse"
+    with pytest.raises(ReferenceMismatchError, match="other"):
+        restorer.restore_aligned([face(1), face(1)], [[face(1)], [stripes()]], ["same", "other"])
+
+
+def test_default_checker_without_weights_is_flagged_meaningless():
+    checker = ReferenceChecker()
+    assert checker.enabled and not checker.meaningful
