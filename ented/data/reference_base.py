@@ -8,7 +8,7 @@ Common options (all optional unless a dataset says otherwise):
   go to BasicSR's disk client or to ``lmdb.open``. Each process opens an lmdb once
   (:mod:`ented.data.lmdb_reader`), so datasets and forked workers can share one.
 - ``dataroot_gt``, ``dataroot_lq``, ``dataroot_ref`` (default: ``dataroot_gt``): roots the layout's
-  relative paths are joined to; ``~`` is expanded.
+  relative paths are joined to; ``~`` is expanded here and in ``meta_info``.
 - ``layout``, ``meta_info``: see :mod:`ented.data.layouts`.
 - ``out_size`` (512): every image is checked to be ``out_size`` square; others are centre-cropped and
   resized with a logged warning (``size_mismatch: error`` raises instead).
@@ -55,6 +55,8 @@ class ReferenceDatasetBase(data.Dataset):
             raise ValueError(f"num_ref must be >= 1, got {self.num_ref}")
         self.allow_gt_as_ref = bool(opt.get("allow_gt_as_ref", False))
         self.size_mismatch = opt.get("size_mismatch", "resize")
+        if self.size_mismatch not in ("resize", "error"):
+            raise ValueError(f"size_mismatch must be 'resize' or 'error', got {self.size_mismatch!r}")
         self.io_backend_opt = dict(opt.get("io_backend") or {"type": "disk"})
         self.backend = self.io_backend_opt.get("type", "disk")
         if self.backend not in ("disk", "lmdb"):
@@ -65,6 +67,7 @@ class ReferenceDatasetBase(data.Dataset):
             "lq": _expand(opt.get("dataroot_lq")),
             "ref": _expand(opt.get("dataroot_ref")) or gt_root,
         }
+        self.meta_info = _expand(opt.get("meta_info"))
         self.file_client = None
         self.records: list = []
 

@@ -45,7 +45,7 @@ class ENTEDReferenceFaceDataset(ReferenceDatasetBase):
     def __init__(self, opt: dict):
         super().__init__(opt)
         layout = opt.get("layout", "identity_folders")
-        records = load_layout(layout, opt.get("meta_info"), self.roots["gt"], self.backend)
+        records = load_layout(layout, self.meta_info, self.roots["gt"], self.backend)
         records = [r for r in records if r.gt is not None]
         self.pools = identity_pools(records)
         kept, skipped = [], []
@@ -61,7 +61,7 @@ class ENTEDReferenceFaceDataset(ReferenceDatasetBase):
                 skipped[0].source,
             )
         self.records = kept
-        self.require_records(f"{layout} layout at {opt.get('meta_info') or self.roots['gt']}")
+        self.require_records(f"{layout} layout at {self.meta_info or self.roots['gt']}")
         self.check_files(roles=("gt", "ref"))
         self.use_hflip = bool(opt.get("use_hflip", True))
         self.degradation = FaceDegradation.from_opt(opt)

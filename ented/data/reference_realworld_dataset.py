@@ -61,13 +61,13 @@ class ENTEDReferenceRealWorldDataset(ReferenceDatasetBase):
                 raise ValueError("the real-world identity_folders layout reads folders; use a list with lmdb")
             records = _scan_real_world_folders(self.roots["lq"], self.roots["ref"])
         else:
-            records = load_layout(layout, opt.get("meta_info"), self.roots["lq"], self.backend)
+            records = load_layout(layout, self.meta_info, self.roots["lq"], self.backend)
         for record in records:
             if record.lq is None:
                 raise ValueError(f"{record.source}: no lq path for a real-world input")
             record.gt = None
         self.records = records
-        self.require_records(f"{layout} layout at {opt.get('meta_info') or self.roots['lq']}")
+        self.require_records(f"{layout} layout at {self.meta_info or self.roots['lq']}")
         self.pools = identity_pools(records)
         if self.reference == "matched":
             for record in records:

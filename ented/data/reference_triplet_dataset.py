@@ -46,14 +46,14 @@ class ENTEDReferenceTripletDataset(ReferenceDatasetBase):
             raise ValueError(f"reference must be one of {', '.join(REFERENCE_MODES)}, got {self.reference!r}")
         self.seed = int(opt.get("seed", 0))
         layout = opt.get("layout", "list")
-        records = load_layout(layout, opt.get("meta_info"), self.roots["gt"], self.backend)
+        records = load_layout(layout, self.meta_info, self.roots["gt"], self.backend)
         missing_gt = [r for r in records if r.gt is None]
         if missing_gt:
             raise ValueError(
                 f"{missing_gt[0].source}: no gt path; rows without gt belong to ENTEDReferenceRealWorldDataset"
             )
         self.records = records
-        self.require_records(f"{layout} layout at {opt.get('meta_info') or self.roots['gt']}")
+        self.require_records(f"{layout} layout at {self.meta_info or self.roots['gt']}")
         self.pools = identity_pools(records)
         self.pool_role = "ref" if any(r.refs is not None for r in records) else "gt"
         if self.reference == "matched":

@@ -266,7 +266,13 @@ def _texture_region(canvas: _Canvas, identity: FaceIdentity) -> np.ndarray:
             _SHIFT,
         )
     soft = m.astype(np.float32) / 255.0
-    return cv2.GaussianBlur(soft, (0, 0), max(0.5, 0.06 * canvas.half_width))
+    sigma = max(0.5, 0.06 * canvas.half_width)
+    if sigma < 4:
+        return cv2.GaussianBlur(soft, (0, 0), sigma)
+    # a wide blur of a smooth mask: blur at a quarter of the size, then upsample (4x cheaper)
+    small = cv2.resize(soft, (canvas.size // 4, canvas.size // 4), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigma / 4)
+    return cv2.resize(small, (canvas.size, canvas.size), interpolation=cv2.INTER_LINEAR)
 
 
 def _draw_eye(canvas: _Canvas, identity: FaceIdentity, view: FaceView, side: int) -> None:
