@@ -106,10 +106,19 @@ class StyledConv(nn.Module):
     def forward(
         self, x: torch.Tensor, style: torch.Tensor | None, textures: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = self.conv(x) if style is None else self.conv(x, style)
-        attn = None
-        if self.distribution is not None:
-            x, attn = self.distribution(x, textures)
+        """x: (B, C_in, h, w); style: (B, style_dim) or None; textures: (B, K*k, C_out) or None.
+
+        Returns the activations (B, C_out, h', w') and the distribution attention (or None).
+        """
+        if style is None:
+            x, demod = self.conv(x), None
+        else:
+            x, demod = self.conv(x, style, defer_demodulation=True)
+        if self.distribution is None:
+            return self.act(x, demod), None
+        if demod is not None:
+            x = x * demod.to(x.dtype)[:, :, None, None]
+        x, attn = self.distribution(x, textures)
         return self.act(x), attn
 
 
@@ -160,6 +169,9 @@ class ENTED(nn.Module):
             1 at 16x16].
         value_kernel_size: Kernel of the extraction values conv [eq: 1; NTED uses ``m``].
         rgb_kernel_size: Kernel of the ToRGB convs [NTED: 3].
+        channels_last: Run the convolutions on channels-last activations [default, speed only:
+            about 2x faster on CPU (oneDNN) and what GPU tensor cores want]. Inputs may have any
+            layout; the output is returned contiguous.
 
     ``ref=None`` uses ``lq`` itself as the reference ("self reference"): the network still runs,
     but its textures then come from the degraded image. A reference of another person supplies
@@ -188,6 +200,7 @@ class ENTED(nn.Module):
         attention_kernel_size: int = 3,
         value_kernel_size: int = 1,
         rgb_kernel_size: int = 3,
+        channels_last: bool = True,
     ):
         super().__init__()
         check_out_size(out_size)
@@ -212,9 +225,11 @@ class ENTED(nn.Module):
             "attention_kernel_size": attention_kernel_size,
             "value_kernel_size": value_kernel_size,
             "rgb_kernel_size": rgb_kernel_size,
+            "channels_last": channels_last,
         }
         json.dumps(self.config)  # fails early if an argument cannot be saved
         self.out_size = out_size
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         ch = channel_plan(out_size, width, channels)
         labels = dict(NTED_LABELS)
         labels.update({int(k): int(v) for k, v in (num_labels or {}).items()})
@@ -312,7 +327,8 @@ class ENTED(nn.Module):
         """
         refs = self._references(lq, ref)
         batch = refs.shape[0]
-        ref_feats = self.ref_encoder(rearrange(refs, "b k c h w -> (b k) c h w"))
+        refs = rearrange(refs, "b k c h w -> (b k) c h w").contiguous(memory_format=self.memory_format)
+        ref_feats = self.ref_encoder(refs)
         ref_by_res = {f.shape[-1]: f for f in ref_feats}
         textures, extraction_maps = {}, {}
         for res, ops in self.extractions.items():
@@ -322,7 +338,7 @@ class ENTED(nn.Module):
                 if return_aux:
                     extraction_maps[(int(res), j)] = rearrange(attn, "(b k) l h w -> b k l h w", b=batch)
 
-        z = self.lq_encoder(lq)[-1]
+        z = self.lq_encoder(lq.contiguous(memory_format=self.memory_format))[-1]
         aux = {}
         z_dec = z
         if self.quantizer is not None:
@@ -346,6 +362,7 @@ class ENTED(nn.Module):
                 if return_aux and dist is not None:
                     texture_attention.append((extraction_maps[(res, j)], dist))
             rgb = self.to_rgbs[i](x, None if styles is None else styles[:, 3 * i + 2], rgb)
+        rgb = rgb.contiguous()
         if not return_aux:
             return rgb
         aux["texture_attention"] = texture_attention

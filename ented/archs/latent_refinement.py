@@ -110,6 +110,6 @@ class LatentRefinement(nn.Module):
             x = block(x, context)
         styles = None
         if self.num_styles:
-            queries = self.style_queries.expand(x.shape[0], -1, -1)
+            queries = self.style_queries.repeat(x.shape[0], 1, 1)  # not a view: FlopCounterMode-safe
             styles = self.style_head(self.style_norm(self.style_attn(queries, x)))
         return rearrange(x, "b (h w) d -> b d h w", h=h, w=w), styles

@@ -24,23 +24,36 @@ SQRT2 = math.sqrt(2.0)
 
 
 def fused_leaky_relu(
-    x: torch.Tensor, bias: torch.Tensor | None, negative_slope: float = 0.2, scale: float = SQRT2
+    x: torch.Tensor,
+    bias: torch.Tensor | None,
+    negative_slope: float = 0.2,
+    scale: float = SQRT2,
+    gain: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Adds a per-channel bias, applies leaky ReLU and multiplies by ``scale``.
+    """``leaky_relu(x * gain + bias) * scale`` in two passes over ``x``.
+
+    Because leaky ReLU is positively homogeneous, the output scale is folded into the affine
+    step: ``leaky_relu(x * gain * scale + bias * scale)``.
 
     Args:
         x: (B, C, ...) activations.
         bias: (C,) or None.
         negative_slope: Leaky ReLU slope (StyleGAN2: 0.2).
-        scale: Output gain (StyleGAN2: sqrt(2), keeps the activations' second moment).
+        scale: Output gain, > 0 (StyleGAN2: sqrt(2), keeps the activations' second moment).
+        gain: Optional (B, C) per-sample, per-channel factor applied to ``x`` first (demodulation).
 
     Returns:
         Tensor shaped like ``x``.
     """
-    if bias is not None:
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        x = x + bias.to(x.dtype).view(shape)
-    return F.leaky_relu(x, negative_slope) * scale
+    shape = (-1, x.shape[1]) + (1,) * (x.ndim - 2)
+    if gain is not None:
+        gain = (gain * scale).to(x.dtype).reshape(shape)
+        out = x * gain if bias is None else torch.addcmul((bias * scale).to(x.dtype).view(shape), x, gain)
+    elif bias is not None:
+        out = torch.add((bias * scale).to(x.dtype).view(shape), x, alpha=scale)
+    else:
+        out = x * scale
+    return F.leaky_relu_(out, negative_slope)
 
 
 class FusedLeakyReLU(nn.Module):
@@ -56,8 +69,9 @@ class FusedLeakyReLU(nn.Module):
         self.negative_slope = negative_slope
         self.scale = scale
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fused_leaky_relu(x, self.bias, self.negative_slope, self.scale)
+    def forward(self, x: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, C, ...); gain: optional (B, C) factor applied before the bias (a deferred demodulation)."""
+        return fused_leaky_relu(x, self.bias, self.negative_slope, self.scale, gain)
 
 
 class EqualLinear(nn.Module):
@@ -266,13 +280,34 @@ class ModulatedConv2d(nn.Module):
         energy = (s.float().square()[:, None, :] * w2[None]).sum(-1)
         return torch.rsqrt(energy + self.eps)
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        """x: (B, C_in, H, W); style: (B, style_dim) -> (B, C_out, H', W')."""
+    def forward(self, x: torch.Tensor, style: torch.Tensor, defer_demodulation: bool = False):
+        """Applies the modulated convolution.
+
+        Args:
+            x: (B, C_in, H, W).
+            style: (B, style_dim).
+            defer_demodulation: Return the demodulation coefficients instead of applying them,
+                so that the caller can fuse them into its next elementwise op.
+
+        Returns:
+            (B, C_out, H', W'); with ``defer_demodulation`` a pair (output, coefficients (B, C_out)
+            float32, or None when they are already applied).
+        """
         s = self.modulation(style)  # (B, C_in)
+        d = self.demodulation(s) if self.demodulate else None
+        if x.shape[0] == 1:
+            # one sample: modulate the (small) weight instead of the (large) activations
+            weight = self.weight * self.scale * s.reshape(1, -1, 1, 1)
+            if d is not None:
+                weight = weight * d.reshape(-1, 1, 1, 1)
+            x = _resampling_conv(x, weight, self.blur, False, self.upsample, self.padding)
+            return (x, None) if defer_demodulation else x
         x = x * s.to(x.dtype)[:, :, None, None]
         x = _resampling_conv(x, self.weight * self.scale, self.blur, False, self.upsample, self.padding)
-        if self.demodulate:
-            x = x * self.demodulation(s).to(x.dtype)[:, :, None, None]
+        if defer_demodulation:
+            return x, d
+        if d is not None:
+            x = x * d.to(x.dtype)[:, :, None, None]
         return x
 
     def extra_repr(self) -> str:

@@ -18,6 +18,8 @@ from torch import nn
 
 from ented.archs.stylegan2_layers import SQRT2
 
+_RSQRT2 = 1.0 / SQRT2
+
 
 class TextureExtraction(nn.Module):
     """Neural-texture extraction: (B, C_in, h, w) features -> (B, k, C_out) textures.
@@ -89,13 +91,31 @@ class TextureDistribution(nn.Module):
         num_refs = textures.shape[1] // self.num_labels
         logits = self.logits(x)
         h, w = logits.shape[-2:]
+        textures = textures.to(x.dtype)
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            # pixels-major layout: (B, h*w, C) views, softmax over the contiguous label axis
+            logits = rearrange(logits, "b k h w -> b (h w) k").repeat(1, 1, num_refs)
+            attn = torch.softmax(logits.float(), dim=-1).to(x.dtype)
+            out = torch.baddbmm(
+                rearrange(x, "b c h w -> b (h w) c"), attn, textures, beta=_RSQRT2, alpha=_RSQRT2
+            )
+            out = rearrange(out, "b (h w) c -> b c h w", h=h, w=w)
+            return out, rearrange(attn, "b (h w) l -> b l h w", h=h, w=w)
         # the same logit for every reference's copy of a label: the label gets the references' mean texture
         logits = rearrange(logits, "b k h w -> b k (h w)").repeat(1, num_refs, 1)
-        attn = torch.softmax(logits.float(), dim=1)
-        out = torch.matmul(textures.transpose(1, 2), attn.to(textures.dtype))  # (B, C, h*w)
+        attn = torch.softmax(logits.float(), dim=1).to(x.dtype)
+        out = torch.baddbmm(x.flatten(2), textures.transpose(1, 2), attn, beta=_RSQRT2, alpha=_RSQRT2)
         out = rearrange(out, "b c (h w) -> b c h w", h=h, w=w)
-        x = (x + out.to(x.dtype)) / SQRT2
-        return x, rearrange(attn, "b l (h w) -> b l h w", h=h, w=w)
+        return out, rearrange(attn, "b l (h w) -> b l h w", h=h, w=w)
+
+
+def resize(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resizes (N, C, H, W) images: box filter when shrinking (exact block means), bilinear when growing."""
+    if tuple(img.shape[-2:]) == tuple(size):
+        return img
+    if img.shape[-2] >= size[0] and img.shape[-1] >= size[1]:
+        return F.interpolate(img, size=size, mode="area")
+    return F.interpolate(img, size=size, mode="bilinear", align_corners=False)
 
 
 def distribute_rgb(extraction: torch.Tensor, distribution: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -114,8 +134,7 @@ def distribute_rgb(extraction: torch.Tensor, distribution: torch.Tensor, ref: to
     """
     b, k_refs, _, h_e, w_e = extraction.shape
     ref = rearrange(ref, "b k c h w -> (b k) c h w")
-    if ref.shape[-2:] != (h_e, w_e):
-        ref = F.interpolate(ref, size=(h_e, w_e), mode="bilinear", align_corners=False, antialias=True)
+    ref = resize(ref, (h_e, w_e))
     ref = rearrange(ref, "(b k) c h w -> b k (h w) c", b=b)
     attn = rearrange(extraction, "b k l h w -> b k l (h w)")
     textures = rearrange(torch.matmul(attn.to(ref.dtype), ref), "b k l c -> b c (k l)")

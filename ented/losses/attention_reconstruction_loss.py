@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
-from ented.archs.texture_ops import distribute_rgb
+from ented.archs.texture_ops import distribute_rgb, resize
 
 
 @LOSS_REGISTRY.register()
@@ -61,11 +61,7 @@ class ENTEDAttentionReconstructionLoss(nn.Module):
                     f"{tuple(ref.shape[:2])}"
                 )
             pred = distribute_rgb(extraction, distribution, ref)
-            target = gt
-            if target.shape[-2:] != pred.shape[-2:]:
-                target = F.interpolate(
-                    gt, size=pred.shape[-2:], mode="bilinear", align_corners=False, antialias=True
-                )
+            target = resize(gt, pred.shape[-2:])
             losses.append(F.l1_loss(pred.float(), target.float(), reduction=self.reduction))
         total = torch.stack(losses).sum() if self.layer_reduction == "sum" else torch.stack(losses).mean()
         return self.loss_weight * total
