@@ -235,6 +235,16 @@ def test_ffhq_ref_csv_with_and_without_header(face_root, tmp_path):
         assert identity_of(training[0]["ref_path"]) == "id0000"
 
 
+def test_rows_without_identity_are_grouped_by_shared_images(tmp_path):
+    from ented.data.layouts import read_list_file
+
+    path = tmp_path / "rows.txt"
+    path.write_text("a/1.png - a/2.png\na/3.png - a/2.png\nb/1.png - b/2.png alice\nb/3.png - b/1.png\n")
+    identities = [record.identity for record in read_list_file(str(path))]
+    assert identities[0] == identities[1] != identities[2]
+    assert identities[2] == identities[3] == "alice"
+
+
 def test_real_world_dataset_has_no_gt(face_root, tmp_path):
     list_path = tmp_path / "real.txt"
     list_path.write_text("- id0000/0.png id0000/1.png\n- id0001/0.png id0001/2.png,id0001/3.png\n")

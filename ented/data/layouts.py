@@ -223,7 +223,8 @@ def read_ffhq_ref_csv(path: str) -> list:
 
 def group_by_shared_images(records: list) -> None:
     """Gives every record without an identity the name of its connected component: records that
-    share a gt or reference image are the same person. Named records keep their identity."""
+    share a gt or reference image are the same person. Named records keep their identity, and
+    lend it to unnamed records of their component."""
     parent: dict = {}
 
     def find(x):
@@ -240,7 +241,7 @@ def group_by_shared_images(records: list) -> None:
             parent[find(images[0])] = find(image)
         if images:
             find(images[0])
-    names: dict = {}
+    names = {find(f"identity:{r.identity}"): r.identity for r in records if r.identity}
     for record in records:
         if record.identity:
             continue
