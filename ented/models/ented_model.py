@@ -50,12 +50,15 @@ class ENTEDModel(BaseModel):
 
     def __init__(self, opt):
         super().__init__(opt)
-        self.net_g = self.model_to_device(build_network(opt["network_g"]))
-        self.print_network(self.net_g)
         train_opt = opt.get("train") or {}
         self.stage = int(train_opt.get("stage", 2))
         if self.stage not in (1, 2):
             raise ValueError(f"train.stage must be 1 or 2, got {self.stage}")
+        net_g = build_network(opt["network_g"])
+        if self.is_train and train_opt.get("freeze_codebook", self.stage == 2):
+            net_g.freeze_codebook()  # before DDP wraps it: DDP tracks the parameters that train
+        self.net_g = self.model_to_device(net_g)
+        self.print_network(self.net_g)
 
         path_opt = opt["path"]
         resuming = bool(path_opt.get("resume_state"))
@@ -65,15 +68,13 @@ class ENTEDModel(BaseModel):
             self.load_network(self.net_g, load_path, path_opt.get("strict_load_g", True), param_key)
 
         if self.is_train:
-            self.init_training_settings(resuming)
+            self.init_training_settings()
 
     # ------------------------------------------------------------------ set-up
-    def init_training_settings(self, resuming: bool) -> None:
+    def init_training_settings(self) -> None:
         train_opt = self.opt["train"]
         path_opt = self.opt["path"]
         self.net_g.train()
-        if train_opt.get("freeze_codebook", self.stage == 2):
-            self.get_bare_model(self.net_g).freeze_codebook()
 
         self.ema_decay = float(train_opt.get("ema_decay", DEFAULT_EMA_DECAY))
         if self.ema_decay > 0:
@@ -236,7 +237,7 @@ class ENTEDModel(BaseModel):
 
     @staticmethod
     def _check_finite(terms: dict, current_iter: int) -> None:
-        bad = {name: float(value) for name, value in terms.items() if not torch.isfinite(value).all()}
+        bad = {name: float(value.detach()) for name, value in terms.items() if not torch.isfinite(value).all()}
         if bad:
             listed = ", ".join(f"{name}={value}" for name, value in bad.items())
             raise FloatingPointError(f"non-finite loss at iteration {current_iter}: {listed}")

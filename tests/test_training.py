@@ -1,0 +1,300 @@
+"""ENTEDModel through BasicSR's runners: option-file training, resume after SIGKILL, several processes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from copy import deepcopy
+
+import pytest
+import torch
+import yaml
+from basicsr.models import build_model
+
+from ented.atomic_io import atomic_torch_save
+from ented.data.preparation import prepare_split, prepare_test_set
+from ented.data.synthetic_faces import write_synthetic_identity_set
+
+SIZE = 32
+TINY_G = {
+    "type": "ENTED",
+    "out_size": SIZE,
+    "width": 1 / 16,
+    "style_dim": 16,
+    "code_dim": 8,
+    "codebook_size": 32,
+}
+TINY_D = {"type": "ENTEDDiscriminator", "out_size": SIZE, "width": 1 / 16}
+NORMALISE = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+TEST_DEGRADATION = {
+    "blur_sigma": [1, 2],
+    "downsample_range": [2, 3],
+    "noise_range": [0, 5],
+    "jpeg_range": [70, 90],
+}
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    """Six synthetic identities of three 32 px images, split 4 train / 2 test, with a fixed test set."""
+    root = tmp_path_factory.mktemp("faces")
+    write_synthetic_identity_set(str(root / "hq"), num_identities=6, images_per_identity=3, size=SIZE, seed=1)
+    split = prepare_split(str(root / "hq"), str(root / "lists"), num_test=2, seed=1)
+    test_list = prepare_test_set(
+        str(root / "hq"),
+        str(root / "test"),
+        identity_list=split["test"],
+        images_per_identity=1,
+        seed=1,
+        size=SIZE,
+        degradation=TEST_DEGRADATION,
+    )
+    return {
+        "hq": str(root / "hq"),
+        "train_list": split["train"],
+        "test_root": str(root / "test"),
+        "test_list": test_list,
+    }
+
+
+def train_options(faces, name, total_iter, checkpoint_freq, gan=False) -> dict:
+    train = {
+        "ema_decay": 0.9,
+        "optim_g": {"type": "Adam", "lr": 2e-3, "betas": [0, 0.99]},
+        "attention_lr": 5e-4,
+        "total_iter": total_iter,
+        "warmup_iter": -1,
+        "stage": 2,
+        "pixel_opt": {"type": "L1Loss", "loss_weight": 1.0},
+        "attention_opt": {"type": "ENTEDAttentionReconstructionLoss", "loss_weight": 1.0},
+        "vq_weight": 1.0,
+    }
+    opt = {
+        "name": name,
+        "model_type": "ENTEDModel",
+        "num_gpu": 0,
+        "manual_seed": 0,
+        "datasets": {
+            "train": {
+                "name": "train",
+                "type": "ENTEDReferenceFaceDataset",
+                "dataroot_gt": faces["hq"],
+                "layout": "list",
+                "meta_info": faces["train_list"],
+                "out_size": SIZE,
+                **NORMALISE,
+                **TEST_DEGRADATION,
+                "use_hflip": True,
+                "num_worker_per_gpu": 0,
+                "batch_size_per_gpu": 2,
+                "use_shuffle": True,
+                "dataset_enlarge_ratio": 10,
+            },
+            "val": {
+                "name": "val",
+                "type": "ENTEDReferenceTripletDataset",
+                "dataroot_gt": faces["hq"],
+                "dataroot_lq": faces["test_root"],
+                "layout": "list",
+                "meta_info": faces["test_list"],
+                "out_size": SIZE,
+                **NORMALISE,
+            },
+        },
+        "network_g": dict(TINY_G),
+        "path": {"pretrain_network_g": None, "resume_state": None},
+        "train": train,
+        "val": {
+            "val_freq": 10**9,
+            "save_img": True,
+            "metrics": {"psnr": {"type": "calculate_psnr", "crop_border": 0, "test_y_channel": False}},
+        },
+        "logger": {"print_freq": 1, "save_checkpoint_freq": checkpoint_freq, "use_tb_logger": False},
+    }
+    if gan:
+        opt["network_d"] = dict(TINY_D)
+        train["optim_d"] = {"type": "Adam", "lr": 2e-3, "betas": [0, 0.99]}
+        train["gan_opt"] = {"type": "GANLoss", "gan_type": "wgan_softplus", "loss_weight": 0.1}
+        train["r1_interval"] = 2
+    return opt
+
+
+def write_yaml(opt: dict, path) -> str:
+    path.write_text(yaml.safe_dump(opt, sort_keys=False), encoding="utf-8")
+    return str(path)
+
+
+def model_from(opt: dict, root) -> "torch.nn.Module":
+    """Builds ENTEDModel the way BasicSR's parse_options would for a single CPU process."""
+    opt = deepcopy(opt)
+    opt.update(is_train=True, dist=False, rank=0, world_size=1, auto_resume=False, root_path=str(root))
+    experiments = os.path.join(str(root), "experiments", opt["name"])
+    opt["path"].update(
+        experiments_root=experiments,
+        models=os.path.join(experiments, "models"),
+        training_states=os.path.join(experiments, "training_states"),
+        visualization=os.path.join(experiments, "visualization"),
+    )
+    return build_model(opt)
+
+
+def batch(faces, opt) -> dict:
+    from basicsr.data import build_dataset
+
+    dataset = build_dataset(opt["datasets"]["train"])
+    samples = [dataset[i] for i in range(2)]
+    return {key: torch.stack([s[key] for s in samples]) for key in ("lq", "gt", "ref")}
+
+
+def test_option_file_trains_through_basicsr_train_pipeline(faces, tmp_path, monkeypatch):
+    from basicsr.train import train_pipeline
+
+    import ented  # noqa: F401
+
+    opt_path = write_yaml(
+        train_options(faces, "pipeline", total_iter=3, checkpoint_freq=1), tmp_path / "train.yml"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["train", "-opt", opt_path])
+    train_pipeline(str(tmp_path))
+
+    models = tmp_path / "experiments" / "pipeline" / "models"
+    first = torch.load(models / "net_g_1.pth")
+    last = torch.load(models / "net_g_latest.pth")
+    assert set(last) == {"params", "params_ema"}
+    changed = [k for k in first["params"] if not torch.equal(first["params"][k], last["params"][k])]
+    assert changed, "three training iterations changed no generator weight"
+    grids = list((tmp_path / "experiments" / "pipeline" / "visualization" / "val").glob("*_grid_*.png"))
+    assert len(grids) == 2  # one per test triplet: LQ | reference | output | GT
+
+
+def test_stage1_autoencodes_hq_and_stage2_freezes_the_codebook(faces, tmp_path):
+    opt = train_options(faces, "stages", total_iter=1, checkpoint_freq=1)
+    data = batch(faces, opt)
+
+    opt["train"]["stage"] = 1
+    stage1 = model_from(opt, tmp_path)
+    stage1.feed_data(data)
+    assert stage1.generator_input is stage1.gt
+
+    opt["train"]["stage"] = 2
+    stage2 = model_from(opt | {"train": opt["train"] | {"freeze_codebook": True}}, tmp_path)
+    stage2.feed_data(data)
+    assert stage2.generator_input is stage2.lq
+    codebook = {
+        k: v.clone() for k, v in stage2.net_g.named_parameters() if "codebook" in k or "embedding" in k
+    }
+    assert codebook, "no code-book parameter found by name"
+    stage2.optimize_parameters(1)
+    for name, before in codebook.items():
+        assert torch.equal(before, dict(stage2.net_g.named_parameters())[name]), name
+
+
+def test_attention_modules_get_their_own_learning_rate(faces, tmp_path):
+    model = model_from(train_options(faces, "lr", total_iter=1, checkpoint_freq=1), tmp_path)
+    base, attention = model.optimizer_g.param_groups
+    assert base["lr"] == 2e-3 and attention["lr"] == 5e-4
+    assert len(attention["params"]) > 0
+    assert model.optimizer_g.defaults["betas"] == (0.0, 0.99)
+
+
+def test_gan_step_trains_the_discriminator_with_lazy_r1(faces, tmp_path):
+    model = model_from(train_options(faces, "gan", total_iter=2, checkpoint_freq=1, gan=True), tmp_path)
+    model.feed_data(batch(faces, train_options(faces, "gan", 2, 1)))
+    d_before = [p.clone() for p in model.net_d.parameters()]
+    model.optimize_parameters(1)
+    assert {"l_g_gan", "l_d_real", "l_d_fake"} <= set(model.log_dict) and "l_d_r1" not in model.log_dict
+    model.optimize_parameters(2)  # r1_interval 2: the penalty runs on even iterations
+    assert "l_d_r1" in model.log_dict
+    assert any(not torch.equal(a, b) for a, b in zip(d_before, model.net_d.parameters()))
+
+
+def test_non_finite_loss_names_the_iteration_and_the_term(faces, tmp_path):
+    opt = train_options(faces, "nan", total_iter=1, checkpoint_freq=1)
+    model = model_from(opt, tmp_path)
+    data = batch(faces, opt)
+    data["gt"][0, 0, 0, 0] = float("nan")
+    model.feed_data(data)
+    with pytest.raises(FloatingPointError, match=r"iteration 7: .*l_g_pix=nan"):
+        model.optimize_parameters(7)
+
+
+def test_interrupted_checkpoint_write_keeps_the_previous_file(tmp_path):
+    path = tmp_path / "net_g_latest.pth"
+    atomic_torch_save({"params": {"w": torch.ones(2)}}, str(path))
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("killed while saving")
+
+    with pytest.raises(RuntimeError, match="killed while saving"):
+        atomic_torch_save({"params": Unpicklable()}, str(path))
+    assert torch.equal(torch.load(path)["params"]["w"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["net_g_latest.pth"]
+
+
+def run_entry(args, cwd, timeout=240) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_sigkill_mid_training_resumes_iteration_optimizer_and_ema(faces, tmp_path):
+    opt = train_options(faces, "killed", total_iter=100000, checkpoint_freq=2)
+    opt_path = write_yaml(opt, tmp_path / "train.yml")
+    states = tmp_path / "experiments" / "killed" / "training_states"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ented.train", "-opt", opt_path],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 180
+    while time.time() < deadline and not (states / "4.state").exists():
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    saved = sorted(int(p.name.split(".")[0]) for p in states.glob("*.state"))
+    assert saved and saved[-1] >= 4, "training saved no state before the deadline"
+    last = saved[-1]
+
+    resumed = run_entry(
+        [
+            sys.executable, "-m", "ented.train", "-opt", opt_path, "--auto_resume",
+            "--force_yml", f"train:total_iter={last + 1}", "logger:save_checkpoint_freq=1",
+        ],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = "".join(p.read_text() for p in (tmp_path / "experiments" / "killed").glob("train_*.log"))
+    assert "Resuming training from epoch: " in log and f"iter: {last}." in log
+
+    state = torch.load(states / f"{last + 1}.state", weights_only=False)
+    assert state["iter"] == last + 1
+    adam_steps = {float(s["step"]) for s in state["optimizers"][0]["state"].values()}
+    assert adam_steps == {float(last + 1)}, "the optimizer restarted instead of resuming"
+
+    models = tmp_path / "experiments" / "killed" / "models"
+    before = torch.load(models / f"net_g_{last}.pth")
+    after = torch.load(models / f"net_g_{last + 1}.pth")
+    decay = opt["train"]["ema_decay"]
+    for name, ema in after["params_ema"].items():
+        if name in after["params"] and after["params"][name].is_floating_point():
+            expected = decay * before["params_ema"][name] + (1 - decay) * after["params"][name]
+            torch.testing.assert_close(ema, expected, msg=f"EMA of {name} was not resumed")
+
+
+def test_two_processes_train_with_gloo_through_torchrun(faces, tmp_path):
+    opt_path = write_yaml(
+        train_options(faces, "ddp", total_iter=2, checkpoint_freq=10), tmp_path / "train.yml"
+    )
+    result = run_entry(
+        [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            "-m", "ented.train", "-opt", opt_path, "--launcher", "pytorch",
+        ],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = "".join(p.read_text() for p in (tmp_path / "experiments" / "ddp").glob("train_*.log"))
+    assert "world_size: 2" in log or "World size (gpu number): 2" in log
+    assert (tmp_path / "experiments" / "ddp" / "models" / "net_g_latest.pth").exists()
