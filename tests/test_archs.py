@@ -1,6 +1,7 @@
 """ENTED generator and discriminator: registry-generated forward/backward and semantics tests."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -208,6 +209,15 @@ def test_freeze_codebook(tiny_net):
     assert tiny_net.quantizer.proj_in.weight.grad.abs().sum() > 0
 
 
+def test_init_codebook_from_images(tiny_net):
+    images = _images(2, 64)
+    tiny_net.init_codebook_(images)
+    _, aux = tiny_net(images, return_aux=True)
+    assert float(aux["vq"]["used_fraction"]) > 0.5  # 32 code words, 512 positions
+    with pytest.raises(ValueError, match="use_vq"):
+        ENTED(**TINY_ENTED, use_vq=False).init_codebook_(_images(1, 32))
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_autocast_stays_finite(tiny_net, dtype):
     lq, ref = _images(2, 64), _images(2, 64)
@@ -321,3 +331,16 @@ def test_discriminator_separates_after_few_steps(seeded):
         opt.step()
     with torch.no_grad():
         assert disc(real).mean() > disc(_images(4, 32)).mean()
+
+
+@pytest.mark.skipif(not os.environ.get("ENTED_SLOW_TESTS"), reason="about 30 s: set ENTED_SLOW_TESTS=1")
+def test_torch_compile_fullgraph(seeded):
+    """The forwards trace into one graph (no data-dependent Python control flow)."""
+    net = ENTED(**TINY_ENTED_64).eval()
+    disc = ENTEDDiscriminator(out_size=32, width=1 / 16)
+    lq, ref = _images(2, 64), _images(2, 64)
+    compiled = torch.compile(net, fullgraph=True, backend="eager")
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(lq, ref), net(lq, ref))
+    compiled_disc = torch.compile(disc, fullgraph=True, backend="eager")
+    assert compiled_disc(_images(3, 32)).shape == (3, 1)

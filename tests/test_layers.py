@@ -181,6 +181,18 @@ def test_vq_usage_statistics(seeded):
     assert "usage" not in vq.state_dict()
 
 
+def test_vq_data_init_spreads_usage(seeded):
+    vq = VectorQuantizer(8, code_dim=4, codebook_size=16)
+    z = torch.randn(4, 8, 4, 4) + 3.0  # latents in a narrow cone, like an encoder's
+    _, before = vq(z)
+    vq.init_codebook_(vq.proj_in(z))
+    _, after = vq(z)
+    assert float(after["used_fraction"]) > 0.75 and float(after["used_fraction"]) > float(
+        before["used_fraction"]
+    )
+    assert float(after["loss"]) < float(before["loss"])
+
+
 def test_vq_learns_codebook(seeded):
     """The codebook loss moves the chosen code words towards the latents."""
     vq = VectorQuantizer(4, code_dim=4, codebook_size=8)

@@ -294,6 +294,18 @@ class ENTED(nn.Module):
             raise ValueError("freeze_codebook() needs use_vq=True")
         self.quantizer.freeze_codebook(frozen)
 
+    @torch.no_grad()
+    def init_codebook_(self, images: torch.Tensor) -> None:
+        """Initialises the VQ code words from the projected latents of ``images`` (B, 3, S, S) in [-1, 1].
+
+        Call once before stage 1 with a batch of HQ faces (B * 256 >= codebook_size is best);
+        with random code words nearly every position picks the same word.
+        """
+        if self.quantizer is None:
+            raise ValueError("init_codebook_() needs use_vq=True")
+        z = self.lq_encoder(images.contiguous(memory_format=self.memory_format))[-1]
+        self.quantizer.init_codebook_(self.quantizer.proj_in(z))
+
     def _references(self, lq: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
         """Validates the inputs; returns the references as (B, K, 3, S, S)."""
         size = self.out_size

@@ -36,6 +36,26 @@ class VectorQuantizer(nn.Module):
         """Stops (or resumes) training of the code words; the state dict is unchanged."""
         self.codebook.weight.requires_grad_(not frozen)
 
+    @torch.no_grad()
+    def init_codebook_(self, latents: torch.Tensor, noise: float = 0.01) -> None:
+        """Sets the code words to randomly chosen projected latents (data-dependent initialisation).
+
+        Encoder latents sit in a narrow cone around their mean, so a random codebook sends
+        almost every position to the same word; starting from real latents avoids that collapse
+        [default; the usual k-means-style VQ initialisation].
+
+        Args:
+            latents: Projected latents, (B, code_dim, h, w) or (N, code_dim).
+            noise: Relative Gaussian jitter added so that repeated picks differ.
+        """
+        if latents.ndim == 4:
+            latents = rearrange(latents, "b c h w -> (b h w) c")
+        n, size = latents.shape[0], self.codebook.num_embeddings
+        picks = torch.randperm(n, device=latents.device)[:size] if n >= size else torch.randint(n, (size,))
+        codes = latents[picks.to(latents.device)].float()
+        codes = codes + noise * codes.std() * torch.randn_like(codes)
+        self.codebook.weight.copy_(codes.to(self.codebook.weight))
+
     def reset_usage(self) -> None:
         self.usage.zero_()
 
