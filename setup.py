@@ -73,6 +73,8 @@ setup(
             "ented-train=ented.train:main",
             "ented-test=ented.test:main",
             "ented-demo=ented.demo:main",
+            "ented-prepare=ented.prepare:main",
+            "ented-restore=ented.restoration.cli:main",
         ]
     },
     classifiers=[

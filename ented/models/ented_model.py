@@ -237,7 +237,9 @@ class ENTEDModel(BaseModel):
 
     @staticmethod
     def _check_finite(terms: dict, current_iter: int) -> None:
-        bad = {name: float(value.detach()) for name, value in terms.items() if not torch.isfinite(value).all()}
+        bad = {
+            name: float(value.detach()) for name, value in terms.items() if not torch.isfinite(value).all()
+        }
         if bad:
             listed = ", ".join(f"{name}={value}" for name, value in bad.items())
             raise FloatingPointError(f"non-finite loss at iteration {current_iter}: {listed}")
@@ -274,7 +276,7 @@ class ENTEDModel(BaseModel):
             self._initialize_best_metric_results(dataset_name)
         write_grids = val_opt.get("grids", True)
         for val_data in tqdm(dataloader, desc=f"validating {dataset_name}", unit="image", leave=False):
-            name = osp.splitext(osp.basename(val_data["lq_path"][0]))[0]
+            name = _sample_name(val_data["lq_path"][0])
             self.feed_data(val_data)
             self.test()
             images = {key: _to_image(tensor) for key, tensor in self.get_current_visuals().items()}
@@ -350,6 +352,12 @@ class ENTEDModel(BaseModel):
         }
         os.makedirs(self.opt["path"]["training_states"], exist_ok=True)
         atomic_torch_save(state, osp.join(self.opt["path"]["training_states"], f"{current_iter}.state"))
+
+
+def _sample_name(lq_path: str) -> str:
+    """``<folder>_<stem>`` of the lq file: unique across identity folders (``id0001/0.png``)."""
+    folder, file_name = osp.split(lq_path)
+    return f"{osp.basename(folder)}_{osp.splitext(file_name)[0]}"
 
 
 def _optimizer_options(optim_opt: dict) -> dict:
