@@ -91,11 +91,10 @@ def test_feather_mask_and_alignment_test():
 
 def test_mtcnn_finds_the_astronaut():
     pytest.importorskip("facenet_pytorch")
+    from restoration_fixtures import mtcnn
     from skimage.data import astronaut
 
-    from ented.restoration.face_detection import build_detector
-
-    faces = build_detector("mtcnn").detect(astronaut())
+    faces = mtcnn().detect(astronaut())
     assert len(faces) == 1
     x1, y1, x2, y2 = faces[0].box
     assert 150 < x1 < x2 < 300 and 40 < y1 < y2 < 200  # her face, not the flag or the helmet
@@ -104,7 +103,7 @@ def test_mtcnn_finds_the_astronaut():
     assert max(left_eye[1], right_eye[1]) < nose[1] < min(mouth_left[1], mouth_right[1])
     crop, _ = align_face(astronaut(), faces[0].landmarks, 128)
     assert crop.shape == (128, 128, 3)
-    assert build_detector("mtcnn").detect(np.full((120, 120, 3), 200, np.uint8)) == []
+    assert mtcnn().detect(np.full((120, 120, 3), 200, np.uint8)) == []
 
 
 def test_retinaface_without_weights_says_where_to_put_them(tmp_path):

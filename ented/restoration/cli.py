@@ -6,9 +6,11 @@ Usage::
     ented-restore convert CHECKPOINT.pth OUTPUT_FOLDER [--config OPTION.yml] [--param-key KEY]
     ented-restore export-onnx WEIGHTS OUTPUT.onnx [--batch-size N] [--opset N]
 
-(or ``python -m ented.restoration ...``). Exit status: 0 when every input was restored (or the
-subcommand succeeded), 1 when nothing could be restored (or, with ``--strict``, when anything was
-skipped), 2 when the run could not start (bad arguments, weights, unwritable output folder).
+(or ``python -m ented.restoration ...``). Exit status: 0 when every input was restored (or was
+already done, with ``--skip-existing``), or some were and the others skipped; 1 when inputs had to
+be skipped and none could be restored (or, with ``--strict``, when anything was skipped); 2 when
+the run could not start (bad arguments, weights, detector, unwritable output folder). The
+subcommands return 0 on success and 2 on failure.
 See docs/restoring.md.
 """
 
@@ -22,6 +24,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from ented.restoration.reference_check import DEFAULT_THRESHOLD
 
 logger = logging.getLogger("ented.restoration.cli")
 
@@ -60,7 +64,8 @@ def build_restore_parser() -> argparse.ArgumentParser:
         prog="ented-restore",
         description="Restore degraded face photos with ENTED and a reference photo of the same person.",
         epilog="Subcommands: 'ented-restore convert -h', 'ented-restore export-onnx -h'. "
-        "Exit status: 0 all restored, 1 nothing restored (or anything skipped with --strict), "
+        "Exit status: 0 all restored (or some, others skipped), 1 nothing restored but something skipped "
+        "(or anything skipped, with --strict), "
         "2 the run could not start.",
     )
     parser.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
@@ -99,7 +104,12 @@ def build_restore_parser() -> argparse.ArgumentParser:
     mode.add_argument(
         "--upscale", type=float, default=1.0, help="photos mode: enlarge the photo by this factor"
     )
-    mode.add_argument("--detector", default="mtcnn", help="mtcnn (offline) or retinaface")
+    mode.add_argument(
+        "--detector",
+        default="mtcnn",
+        choices=("mtcnn", "retinaface", "retinaface_mobile0.25"),
+        help="face detector: mtcnn (facenet-pytorch, works offline; default) or facexlib's retinaface",
+    )
     mode.add_argument("--detector-weights", help="folder with the RetinaFace weights")
 
     check = parser.add_argument_group("reference identity check")
@@ -110,7 +120,12 @@ def build_restore_parser() -> argparse.ArgumentParser:
         help="when a reference looks like another person: warn (default), refuse (skip the input), off",
     )
     check.add_argument("--identity-weights", help="ArcFace weights (path or hf://owner/repo/file)")
-    check.add_argument("--identity-threshold", type=float, default=None, help="similarity threshold")
+    check.add_argument(
+        "--identity-threshold",
+        type=float,
+        default=None,
+        help=f"identity cosine similarity below which a reference is suspicious (default {DEFAULT_THRESHOLD})",
+    )
 
     run = parser.add_argument_group("running")
     run.add_argument(
@@ -293,6 +308,12 @@ def _restore(args) -> int:
     except (OSError, ValueError, KeyError, ImportError) as err:
         print(f"ented-restore: cannot load the network: {err}", file=sys.stderr)
         return EXIT_USAGE
+    if not args.aligned:
+        try:
+            restorer.detector  # noqa: B018  (build it now: a missing detector stops the run, not every file)
+        except (OSError, ValueError, ImportError) as err:
+            print(f"ented-restore: cannot build the face detector: {err}", file=sys.stderr)
+            return EXIT_USAGE
 
     runner = _Runner(restorer, args)
     runner.run(jobs)
@@ -310,6 +331,7 @@ class _Runner:
         )
         self.restored: list = []
         self.skipped: list[tuple[Path, str]] = []
+        self.existing: list[Path] = []  # left alone by --skip-existing
         self.mismatch_warnings = 0
         self._reference_cache: dict[Path, np.ndarray | Exception] = {}
 
@@ -329,7 +351,7 @@ class _Runner:
             if job.skip_reason:
                 self.skipped.append((job.input, job.skip_reason))
             elif self.args.skip_existing and job.output.exists():
-                self.skipped.append((job.input, f"output {job.output} exists (--skip-existing)"))
+                self.existing.append(job.input)
             else:
                 todo.append(job)
         for path, reason in self.skipped:
@@ -473,9 +495,10 @@ class _Runner:
         self.restored.append(job)
 
     def summarise(self, seconds: float) -> int:
-        total = len(self.restored) + len(self.skipped)
+        total = len(self.restored) + len(self.skipped) + len(self.existing)
+        existing = f", {len(self.existing)} already done" if self.existing else ""
         print(
-            f"ented-restore: restored {len(self.restored)}, skipped {len(self.skipped)} "
+            f"ented-restore: restored {len(self.restored)}, skipped {len(self.skipped)}{existing} "
             f"of {total} in {seconds:.1f} s; outputs in {self.args.output}"
         )
         for path, reason in self.skipped:
@@ -484,9 +507,9 @@ class _Runner:
             print(
                 f"  {self.mismatch_warnings} face(s) with a reference that may show another person (see warnings)"
             )
-        if not self.restored:
-            return EXIT_FAILED
-        if self.skipped and self.args.strict:
+        if not self.skipped:
+            return EXIT_OK
+        if not self.restored or self.args.strict:
             return EXIT_FAILED
         return EXIT_OK
 

@@ -160,7 +160,7 @@ class ENTEDRestorer:
         self.precision = precision
         if precision == "fp16" and self.device.type == "cpu":
             logger.info("fp16 on the CPU is slow and little tested; bf16 is the usual CPU choice")
-        self.net = net.eval().requires_grad_(False).to(self.device)
+        self.net = net.eval().to(self.device)
         self.size = int(getattr(net, "out_size", None) or net.config["out_size"])
         self.batch_size = batch_size
         if isinstance(reference_check, ReferenceChecker):
