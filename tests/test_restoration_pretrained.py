@@ -123,6 +123,9 @@ def test_from_pretrained_through_a_local_hub_cache(tmp_path, monkeypatch):
     pinned = pt.from_pretrained("someone/ented-tiny", revision=commit, cache_dir=tmp_path / "hub")
     assert same_outputs(pinned, net)
     assert "snapshots" in str(pt.resolve_pretrained("someone/ented-tiny", cache_dir=tmp_path / "hub"))
+    # one file by hf:// spec (the convention of ented.hub_weights), config.json taken beside it
+    spec = f"hf://someone/ented-tiny/model.safetensors@{commit}"
+    assert same_outputs(pt.load_network(spec, cache_dir=tmp_path / "hub"), net)
     with pytest.raises(FileNotFoundError, match="someone/other"):
         pt.from_pretrained("someone/other", cache_dir=tmp_path / "hub")
 

@@ -44,7 +44,8 @@ def _add_weights_arguments(parser: argparse.ArgumentParser, required: bool = Tru
         required=required and not os.environ.get("ENTED_WEIGHTS"),
         default=os.environ.get("ENTED_WEIGHTS"),
         help="a pretrained folder (config.json + model.safetensors), a .safetensors file, a BasicSR "
-        ".pth checkpoint or experiment folder, or a Hugging Face Hub repo id (default: $ENTED_WEIGHTS)",
+        ".pth checkpoint or experiment folder, a Hugging Face Hub repo id (owner/name) or file "
+        "(hf://owner/name/model.safetensors) (default: $ENTED_WEIGHTS)",
     )
     group.add_argument(
         "--config", help="architecture for a .pth checkpoint: BasicSR option .yml or config.json"

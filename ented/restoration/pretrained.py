@@ -478,8 +478,14 @@ def load_network(
     - a ``.safetensors`` file: with ``config`` or the ``config.json`` beside it;
     - a folder with ``config.json``: a pretrained folder;
     - a BasicSR experiment folder (``models/net_g_*.pth``): its newest checkpoint;
+    - ``hf://owner/repo/path/file[@revision]``: one file of a Hub repo, read as above (a
+      ``.safetensors`` file takes the ``config.json`` beside it in the repo unless ``config`` is given);
     - otherwise a Hub repo id (``hub_kwargs``: revision, cache_dir, subfolder, token, local_files_only).
     """
+    from ented.hub_weights import is_hub_spec
+
+    if is_hub_spec(weights):
+        return _load_hub_file(str(weights), config, param_key, hub_kwargs.get("cache_dir"))
     path = Path(weights)
     if path.is_file():
         if path.suffix == ".safetensors":
@@ -499,3 +505,20 @@ def load_network(
         logger.info("using checkpoint %s", checkpoint)
         return load_basicsr_checkpoint(checkpoint, config, param_key)
     return from_pretrained(weights, **hub_kwargs)
+
+
+def _load_hub_file(spec: str, config, param_key: str | None, cache_dir) -> nn.Module:
+    """Loads ``hf://owner/repo/path/file[@revision]`` (see :func:`load_network`)."""
+    from ented.hub_weights import parse_hub_spec, resolve_weights
+
+    repo_id, filename, revision = parse_hub_spec(spec)
+    local = Path(resolve_weights(spec, cache_dir=cache_dir))
+    if local.suffix == ".safetensors":
+        if config is None:
+            config_name = str(Path(filename).with_name(CONFIG_NAME).as_posix())
+            config_spec = f"hf://{repo_id}/{config_name}" + (f"@{revision}" if revision else "")
+            config = read_config(resolve_weights(config_spec, cache_dir=cache_dir))
+        elif not isinstance(config, dict):
+            config = resolve_architecture(local, config)
+        return load_safetensors(local, config)
+    return load_basicsr_checkpoint(local, config, param_key)
