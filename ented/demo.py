@@ -91,13 +91,16 @@ def fill_test_dataset(dataset_opt: dict, data: dict) -> None:
 
 
 @contextmanager
-def argv(args: list[str]):
-    saved = sys.argv
+def runner_context(workdir: Path, args: list[str]):
+    """Runs a BasicSR runner in ``workdir`` with ``args`` as its command line; restores both after."""
+    saved_argv, saved_cwd = sys.argv, os.getcwd()
     sys.argv = args
+    os.chdir(workdir)
     try:
         yield
     finally:
-        sys.argv = saved
+        sys.argv = saved_argv
+        os.chdir(saved_cwd)
 
 
 def evaluate_reference_modes(test_opt: dict) -> dict:
@@ -183,17 +186,15 @@ def run(args: argparse.Namespace) -> int:
     test_opt["path"]["pretrain_network_g"] = str(checkpoint)
     test_yml = write_option_file(test_opt, workdir / "options" / "demo_test.yml")
 
-    os.chdir(workdir)
-    with argv(["ented-train", "-opt", train_yml]):
+    with runner_context(workdir, ["ented-train", "-opt", train_yml]):
         train_pipeline(str(workdir))
     trained = time.perf_counter()
-    with argv(["ented-test", "-opt", test_yml]):
+    with runner_context(workdir, ["ented-test", "-opt", test_yml]):
         test_pipeline(str(workdir))
+        rows = evaluate_reference_modes(test_opt)
     grid_folder = (
         workdir / "results" / test_opt["name"] / "visualization" / test_opt["datasets"]["test"]["name"]
     )
-
-    rows = evaluate_reference_modes(test_opt)
     better = {name: metric.get("better", "higher") for name, metric in test_opt["val"]["metrics"].items()}
     table = format_table(rows, better)
     finished = time.perf_counter()

@@ -1,4 +1,4 @@
-"""ENTED generator: reference-based blind face restoration (Hsiao et al., WACV 2024) [abstract].
+"""ENTED generator: reference-based blind face restoration (Lau et al., WACV 2024) [abstract].
 
 Layout (see docs/architecture.md for the sources of every choice)::
 
