@@ -151,7 +151,7 @@ def test_argument_problems_exit_with_2(tmp_path, weights, capsys):
     assert main([str(tmp_path / "missing*.png"), "-o", str(tmp_path / "o"), *common]) == 2
     assert "matches no image file" in capsys.readouterr().err
     assert main([str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "-w", str(tmp_path / "nowhere")]) == 2
-    assert "cannot load the network" in capsys.readouterr().err
+    assert "cannot set up the restorer" in (err := capsys.readouterr().err) and "nowhere" in err
 
 
 def test_refusing_a_reference_of_another_person(tmp_path, weights, capsys):

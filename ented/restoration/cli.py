@@ -307,7 +307,7 @@ def _restore(args) -> int:
             **check_options,
         )
     except (OSError, ValueError, KeyError, ImportError) as err:
-        print(f"ented-restore: cannot load the network: {err}", file=sys.stderr)
+        print(f"ented-restore: cannot set up the restorer: {err}", file=sys.stderr)
         return EXIT_USAGE
     if not args.aligned:
         try:
