@@ -138,8 +138,11 @@ def _to_uint8(array: np.ndarray, label: str) -> np.ndarray:
     if array.dtype == np.bool_:
         return array.astype(np.uint8) * 255
     if np.issubdtype(array.dtype, np.integer):
-        if array.min() < 0 or array.max() > 255:
-            raise ImageReadError(f"{label}: integer values outside 0..255")
+        low, high = int(array.min()), int(array.max())
+        if low < 0 or high > 65535:
+            raise ImageReadError(f"{label}: integer values outside 0..65535")
+        if high > 255:  # 16-bit content in a wider type (PIL's mode "I")
+            return (array >> 8).astype(np.uint8)
         return array.astype(np.uint8)
     if np.issubdtype(array.dtype, np.floating):
         if not np.isfinite(array).all():
