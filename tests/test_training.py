@@ -298,3 +298,20 @@ def test_two_processes_train_with_gloo_through_torchrun(faces, tmp_path):
     log = "".join(p.read_text() for p in (tmp_path / "experiments" / "ddp").glob("train_*.log"))
     assert "world_size: 2" in log or "World size (gpu number): 2" in log
     assert (tmp_path / "experiments" / "ddp" / "models" / "net_g_latest.pth").exists()
+
+
+def test_trainable_codebook_starts_from_the_first_batch_latents(faces, tmp_path):
+    opt = train_options(faces, "codebook", total_iter=1, checkpoint_freq=1)
+    opt["train"]["freeze_codebook"] = False
+    model = model_from(opt, tmp_path)
+    data = batch(faces, opt)
+    quantizer = model.net_g.quantizer
+    with torch.no_grad():
+        latents = quantizer.proj_in(model.net_g.lq_encoder(data["gt"])[-1])
+    model.feed_data(data)
+    model.init_codebook_from_batch()
+    words = quantizer.codebook.weight
+    distance = torch.cdist(words, latents.permute(0, 2, 3, 1).reshape(-1, words.shape[1]))
+    assert distance.min(dim=1).values.max() < 0.05 * latents.std() * words.shape[1] ** 0.5
+    torch.testing.assert_close(model.net_g_ema.quantizer.codebook.weight, words)
+    assert not model.codebook_pending_init

@@ -40,6 +40,9 @@ class ENTEDModel(BaseModel):
       ``PerceptualLoss``, giving perceptual and Gram style terms), ``attention_opt``,
       ``identity_opt``, ``gan_opt``; ``vq_weight`` scales the network's VQ loss;
       ``r1_gamma`` / ``r1_interval`` set the lazy R1 penalty.
+    - ``train.codebook_init``: ``data`` (default) sets the code words from the first batch's
+      latents when the code book trains from scratch (no pretrained weights, not resuming);
+      ``random`` keeps the initial words (they tend to collapse onto a few).
     - ``train.ema_decay``: EMA of the generator (0 disables it).
     - ``val``: ``metrics`` (BasicSR metric options; they receive ``img``, ``img2`` and ``ref``
       as uint8 BGR images), ``save_img`` writes outputs, ``grids`` (default true) writes
@@ -106,6 +109,16 @@ class ENTEDModel(BaseModel):
         if "gan" in self.losses and self.net_d is None:
             raise ValueError("train.gan_opt is set but there is no network_d to train against")
         self.vq_weight = float(train_opt.get("vq_weight", 1.0))
+        codebook_init = train_opt.get("codebook_init", "data")
+        if codebook_init not in ("data", "random"):
+            raise ValueError(f"train.codebook_init must be 'data' or 'random', got {codebook_init!r}")
+        bare_g = self.get_bare_model(self.net_g)
+        self.codebook_pending_init = (
+            codebook_init == "data"
+            and getattr(bare_g, "quantizer", None) is not None
+            and bare_g.quantizer.codebook.weight.requires_grad
+            and path_opt.get("pretrain_network_g") is None
+        )
         self.r1_gamma = float(train_opt.get("r1_gamma", 10.0))
         self.r1_interval = int(train_opt.get("r1_interval", 16))
 
@@ -171,7 +184,19 @@ class ENTEDModel(BaseModel):
         """Stage 1 autoencodes the HQ face; stage 2 restores the degraded one."""
         return self.gt if self.stage == 1 and self.gt is not None else self.lq
 
+    def init_codebook_from_batch(self) -> None:
+        """Sets the code words from this batch's HQ latents; every process gets rank 0's words."""
+        net_g = self.get_bare_model(self.net_g)
+        net_g.init_codebook_(self.gt if self.gt is not None else self.lq)
+        if self.opt["dist"]:
+            torch.distributed.broadcast(net_g.quantizer.codebook.weight.data, src=0)
+        if self.ema_decay > 0:
+            self.model_ema(0)
+        self.codebook_pending_init = False
+
     def optimize_parameters(self, current_iter: int) -> None:
+        if self.codebook_pending_init:
+            self.init_codebook_from_batch()
         self.optimizer_g.zero_grad(set_to_none=True)
         if self.net_d is not None:
             self.net_d.requires_grad_(False)
