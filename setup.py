@@ -61,12 +61,13 @@ setup(
         "tqdm",
         "scikit-image",
         "lpips",
+        "Pillow",
     ],
     extras_require={
         "dev": ["pytest>=7", "pytest-timeout", "ruff>=0.5"],
         "face": ["facexlib>=0.3"],
         "benchmark": ["gfpgan>=1.3.8", "realesrgan>=0.3"],
-        "onnx": ["onnx", "onnxruntime"],
+        "onnx": ["onnx", "onnxruntime", "onnxscript"],
     },
     entry_points={
         "console_scripts": [

@@ -341,7 +341,7 @@ class ENTED(nn.Module):
         batch = refs.shape[0]
         refs = rearrange(refs, "b k c h w -> (b k) c h w").contiguous(memory_format=self.memory_format)
         ref_feats = self.ref_encoder(refs)
-        ref_by_res = {f.shape[-1]: f for f in ref_feats}
+        ref_by_res = {int(f.shape[-1]): f for f in ref_feats}
         textures, extraction_maps = {}, {}
         for res, ops in self.extractions.items():
             for j, op in enumerate(ops):
