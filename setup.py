@@ -64,7 +64,7 @@ setup(
         "Pillow",
     ],
     extras_require={
-        "dev": ["pytest>=7", "pytest-timeout", "ruff>=0.5"],
+        "dev": ["pytest>=7", "pytest-timeout", "ruff>=0.17,<0.18"],  # ruff pinned: CI lints with the rules we use
         "face": ["facexlib>=0.3"],
         "benchmark": ["gfpgan>=1.3.8", "realesrgan>=0.3"],
         "onnx": ["onnx", "onnxruntime", "onnxscript"],
