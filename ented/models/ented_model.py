@@ -317,7 +317,6 @@ class ENTEDModel(BaseModel):
                 for metric, metric_opt in metric_opts.items():
                     sums[metric] += float(calculate_metric(data, metric_opt))
                 counted += 1
-        self.last_grid_folder = osp.join(self.opt["path"]["visualization"], dataset_name)
         if metric_opts:
             if counted == 0:
                 get_root_logger().warning(f"{dataset_name}: no sample has a gt; metrics were not computed")
