@@ -64,7 +64,8 @@ setup(
         "Pillow",
     ],
     extras_require={
-        "dev": ["pytest>=7", "pytest-timeout", "ruff>=0.17,<0.18"],  # ruff pinned: CI lints with the rules we use
+        # ruff pinned to a minor version: CI lints and formats with the same rules
+        "dev": ["pytest>=7", "pytest-timeout", "ruff>=0.17,<0.18"],
         "face": ["facexlib>=0.3"],
         "benchmark": ["gfpgan>=1.3.8", "realesrgan>=0.3"],
         "onnx": ["onnx", "onnxruntime", "onnxscript"],
