@@ -171,6 +171,26 @@ def test_unmodulated_decoder_has_no_styles():
     assert ablated <= full
 
 
+def test_lq_skips_add_identity_residuals(seeded):
+    net = ENTED(**TINY_ENTED_64, lq_skips=(32,))
+    assert {n.split(".")[1] for n, _ in net.named_parameters() if n.startswith("lq_skips.")} == {"32"}
+    lq = _images(2, 64)
+    out = net(lq, _images(2, 64))
+    (out * torch.randn_like(out)).mean().backward()
+    assert net.lq_skips["32"].weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        net.lq_skips["32"].weight.zero_()
+        net.lq_skips["32"].bias.zero_()
+        plain = ENTED(**TINY_ENTED_64)
+        plain.load_state_dict(net.state_dict(), strict=False)
+        ref = _images(2, 64)
+        torch.testing.assert_close(net.eval()(lq, ref), plain.eval()(lq, ref))
+    with pytest.raises(ValueError, match="lq_skips must be"):
+        ENTED(**TINY_ENTED_64, lq_skips=(64,))
+    with pytest.raises(ValueError, match="identity_residual=True"):
+        ENTED(**TINY_ENTED_64, lq_skips=(32,), identity_residual=False)
+
+
 def test_all_switches_off_is_nted_like(seeded):
     net = ENTED(**TINY_ENTED, use_vq=False, use_refinement=False, identity_residual=False, modulated=False)
     names = {n for n, _ in net.named_parameters()}

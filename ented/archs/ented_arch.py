@@ -172,6 +172,10 @@ class ENTED(nn.Module):
         channels_last: Run the convolutions on channels-last activations [default, speed only:
             about 2x faster on CPU (oneDNN) and what GPU tensor cores want]. Inputs may have any
             layout; the output is returned contiguous.
+        lq_skips: Extra identity residuals: resolutions (32..out_size/2) at which ``E_lq``'s
+            features, through a 1x1 conv, are added to the decoder after the scale's first conv
+            [default: none; the spec's optional "further encoder->decoder residuals at 32..128"].
+            Needs ``identity_residual=True``.
 
     ``ref=None`` uses ``lq`` itself as the reference ("self reference"): the network still runs,
     but its textures then come from the degraded image. A reference of another person supplies
@@ -201,6 +205,7 @@ class ENTED(nn.Module):
         value_kernel_size: int = 1,
         rgb_kernel_size: int = 3,
         channels_last: bool = True,
+        lq_skips: tuple = (),
     ):
         super().__init__()
         check_out_size(out_size)
@@ -226,6 +231,7 @@ class ENTED(nn.Module):
             "value_kernel_size": value_kernel_size,
             "rgb_kernel_size": rgb_kernel_size,
             "channels_last": channels_last,
+            "lq_skips": [int(r) for r in lq_skips],
         }
         json.dumps(self.config)  # fails early if an argument cannot be saved
         self.out_size = out_size
@@ -264,6 +270,14 @@ class ENTED(nn.Module):
             StyleMapping(latent_dim, num_styles, style_dim) if (modulated and not use_refinement) else None
         )
         self.identity_alpha = nn.Parameter(torch.ones(())) if identity_residual else None
+        bad = [r for r in self.config["lq_skips"] if r not in ch or r in (LATENT_SIZE, out_size)]
+        if bad:
+            raise ValueError(f"lq_skips must be resolutions between 32 and {out_size // 2}, got {bad}")
+        if lq_skips and not identity_residual:
+            raise ValueError("lq_skips are identity residuals: they need identity_residual=True")
+        self.lq_skips = nn.ModuleDict(
+            {str(r): EqualConv2d(ch[r], ch[r], 1) for r in sorted(self.config["lq_skips"])}
+        )
         self.convs = nn.ModuleList()
         self.to_rgbs = nn.ModuleList()
         for i, res in enumerate(sizes):
@@ -350,7 +364,9 @@ class ENTED(nn.Module):
                 if return_aux:
                     extraction_maps[(int(res), j)] = rearrange(attn, "(b k) l h w -> b k l h w", b=batch)
 
-        z = self.lq_encoder(lq.contiguous(memory_format=self.memory_format))[-1]
+        lq_feats = self.lq_encoder(lq.contiguous(memory_format=self.memory_format))
+        z = lq_feats[-1]
+        lq_by_res = {f.shape[-1]: f for f in lq_feats}
         aux = {}
         z_dec = z
         if self.quantizer is not None:
@@ -371,6 +387,8 @@ class ENTED(nn.Module):
             for j in range(2):
                 style = None if styles is None else styles[:, 3 * i + j]
                 x, dist = self.convs[2 * i + j](x, style, textures.get((res, j)))
+                if j == 0 and str(res) in self.lq_skips:
+                    x = x + self.lq_skips[str(res)](lq_by_res[res])
                 if return_aux and dist is not None:
                     texture_attention.append((extraction_maps[(res, j)], dist))
             rgb = self.to_rgbs[i](x, None if styles is None else styles[:, 3 * i + 2], rgb)
