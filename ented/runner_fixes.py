@@ -7,12 +7,9 @@
   of GPUs and asks for NCCL. Ours uses gloo when there is no GPU, so
   ``torchrun --nproc_per_node=2 -m ented.train ... --launcher pytorch`` runs on CPUs.
 
-Both replace module attributes that BasicSR looks up at call time. :func:`apply` also routes
-``ented``'s own log records into BasicSR's logger, so they reach the run's log file. It is
-idempotent.
+Both replace module attributes that BasicSR looks up at call time; :func:`apply` is idempotent.
 """
 
-import logging
 import os
 from os import path as osp
 
@@ -53,22 +50,10 @@ def init_dist_pytorch(backend: str = "nccl", **kwargs) -> None:
     dist.init_process_group(backend=backend, **kwargs)
 
 
-class ForwardToBasicsrLogger(logging.Handler):
-    """Hands ``ented.*`` records to BasicSR's ``basicsr`` logger (its console and log file)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        logging.getLogger("basicsr").handle(record)
-
-
 def apply() -> None:
-    """Installs the fixes into BasicSR's runner modules and routes ``ented`` logs to BasicSR's logger."""
+    """Installs the fixes into BasicSR's runner modules."""
     import basicsr.train
     import basicsr.utils.dist_util
 
     basicsr.train.load_resume_state = load_resume_state
     basicsr.utils.dist_util._init_dist_pytorch = init_dist_pytorch
-    ented_logger = logging.getLogger("ented")
-    if not any(isinstance(h, ForwardToBasicsrLogger) for h in ented_logger.handlers):
-        ented_logger.addHandler(ForwardToBasicsrLogger())
-        ented_logger.setLevel(logging.INFO)
-        ented_logger.propagate = False

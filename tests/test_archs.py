@@ -1,7 +1,6 @@
 """ENTED generator and discriminator: registry-generated forward/backward and semantics tests."""
 
 import json
-import os
 
 import pytest
 import torch
@@ -353,7 +352,6 @@ def test_discriminator_separates_after_few_steps(seeded):
         assert disc(real).mean() > disc(_images(4, 32)).mean()
 
 
-@pytest.mark.skipif(not os.environ.get("ENTED_SLOW_TESTS"), reason="about 30 s: set ENTED_SLOW_TESTS=1")
 def test_torch_compile_fullgraph(seeded):
     """The forwards trace into one graph (no data-dependent Python control flow)."""
     net = ENTED(**TINY_ENTED_64).eval()
