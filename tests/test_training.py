@@ -199,6 +199,21 @@ def test_attention_modules_get_their_own_learning_rate(faces, tmp_path):
     assert model.optimizer_g.defaults["betas"] == (0.0, 0.99)
 
 
+def test_identity_loss_joins_the_generator_step(faces, tmp_path):
+    opt = train_options(faces, "identity", total_iter=1, checkpoint_freq=1)
+    opt["train"]["identity_opt"] = {
+        "type": "ENTEDIdentityLoss",
+        "loss_weight": 1.0,
+        **{"layers": [1, 1, 1, 1], "base_channels": 8, "embedding_dim": 32, "input_size": 32},
+    }
+    model = model_from(opt, tmp_path)
+    model.feed_data(batch(faces, opt))
+    arcface = [p.clone() for p in model.losses["identity"].parameters()]
+    model.optimize_parameters(1)
+    assert 0 < float(model.log_dict["l_g_identity"]) <= 2.0  # 1 - cosine, weight 1
+    assert all(torch.equal(a, b) for a, b in zip(arcface, model.losses["identity"].parameters()))
+
+
 def test_gan_step_trains_the_discriminator_with_lazy_r1(faces, tmp_path):
     model = model_from(train_options(faces, "gan", total_iter=2, checkpoint_freq=1, gan=True), tmp_path)
     model.feed_data(batch(faces, train_options(faces, "gan", 2, 1)))
