@@ -19,12 +19,13 @@ not ``size x size``     centre-cropped to a square and resized (logged once per 
 
 import logging
 import os
-import tempfile
 
 import cv2
 import numpy as np
 import torch
 from torchvision.transforms.functional import normalize
+
+from ented.atomic_io import atomic_imwrite
 
 logger = logging.getLogger(__name__)
 
@@ -143,31 +144,8 @@ def to_tensor(img: np.ndarray, mean=None, std=None) -> torch.Tensor:
     return tensor
 
 
-def write_bytes_atomic(path: str, data: bytes) -> None:
-    """Writes ``data`` to a temporary file beside ``path`` and renames it over ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(handle, "wb") as f:
-            f.write(data)
-        os.replace(tmp_path, path)
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-
-
-def write_text_atomic(path: str, text: str) -> None:
-    """Writes a UTF-8 text file atomically."""
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
 def write_image_atomic(path: str, img: np.ndarray) -> None:
     """Writes a BGR image (uint8, or float in [0, 1]) atomically; format from the extension."""
     if img.dtype != np.uint8:
         img = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
-    extension = os.path.splitext(path)[1] or ".png"
-    ok, encoded = cv2.imencode(extension, img)
-    if not ok:
-        raise OSError(f"could not encode an image for {path} (extension {extension!r})")
-    write_bytes_atomic(path, encoded.tobytes())
+    atomic_imwrite(img, path)

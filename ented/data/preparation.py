@@ -12,8 +12,9 @@ import tempfile
 
 import numpy as np
 
+from ented.atomic_io import atomic_write_text
 from ented.data.degradation import DEGRADATION_DEFAULTS, FaceDegradation
-from ented.data.image_io import read_image_file, write_image_atomic, write_text_atomic
+from ented.data.image_io import read_image_file, write_image_atomic
 from ented.data.layouts import is_image_file, read_list_file, scan_identity_folders
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def split_identities(
 def write_identity_list(path: str, groups: dict, identities) -> str:
     """Writes ``identity image_path`` lines for ``identities`` (the ``list`` layout)."""
     lines = [f"{identity} {image}" for identity in identities for image in groups[identity]]
-    write_text_atomic(path, "\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
 
@@ -201,7 +202,7 @@ def prepare_test_set(
         write_image_atomic(os.path.join(out_dir, "lq", lq_rel), lq)
         lines.append(f"{gt} lq/{lq_rel} {','.join(refs)} {identity}")
     list_path = os.path.join(out_dir, list_name)
-    write_text_atomic(list_path, "\n".join(lines) + "\n")
+    atomic_write_text(list_path, "\n".join(lines) + "\n")
     logger.info(
         "test set: %d triplets of %d identities in %s (seed %d; %s)",
         len(lines),

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ented.atomic_io import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -188,22 +189,7 @@ def save_image(image: np.ndarray, path: str | os.PathLike) -> Path:
     image_format = Image.registered_extensions().get(path.suffix.lower())
     if image_format is None:
         raise ValueError(f"{path}: unknown image extension {path.suffix!r}")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{path.suffix}.part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            options = {"quality": 95} if image_format in ("JPEG", "WEBP") else {}
-            Image.fromarray(image).save(f, format=image_format, **options)
-        os.chmod(tmp_name, 0o666 & ~current_umask())  # mkstemp makes 0600 files; outputs are ordinary
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
+    options = {"quality": 95} if image_format in ("JPEG", "WEBP") else {}
+    with atomic_path(path) as tmp_path, open(tmp_path, "wb") as f:
+        Image.fromarray(image).save(f, format=image_format, **options)
     return path
-
-
-def current_umask() -> int:
-    """The process umask (read by setting and restoring it)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -13,7 +13,6 @@ import importlib.util
 import io
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ented.restoration.images import current_umask
+from ented.atomic_io import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -77,10 +76,7 @@ def export_onnx(
     if dynamo is None:
         dynamo = importlib.util.find_spec("onnxscript") is not None
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".onnx.part", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".onnx") as tmp:
         with torch.no_grad(), warnings.catch_warnings(), _quiet_exporter():
             warnings.filterwarnings("ignore", category=DeprecationWarning)  # the TorchScript exporter
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
@@ -95,7 +91,6 @@ def export_onnx(
                 dynamo=dynamo,
                 **options,
             )
-        os.chmod(tmp, 0o666 & ~current_umask())
         if check:
             with torch.no_grad():
                 expected = graph(lq, ref).numpy()
@@ -104,10 +99,6 @@ def export_onnx(
                 raise RuntimeError(
                     f"ONNX export of {type(net).__name__} differs from PyTorch by {difference:.3g} (> {atol})"
                 )
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     logger.info("wrote %s (inputs lq, ref: (%d, 3, %d, %d))", path, batch_size, size, size)
     return path
 

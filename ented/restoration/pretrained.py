@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ented.restoration.images import current_umask
+from ented.atomic_io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -132,25 +132,12 @@ def save_pretrained(net: nn.Module, save_directory: str | os.PathLike) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     config = network_config(net)
     tensors = {key: value.detach().cpu().contiguous().clone() for key, value in net.state_dict().items()}
-    _atomic_write(folder / WEIGHTS_NAME, lambda path: save_file(tensors, path, metadata={"format": "pt"}))
-    _atomic_write(
+    atomic_write(folder / WEIGHTS_NAME, lambda path: save_file(tensors, path, metadata={"format": "pt"}))
+    atomic_write(
         folder / CONFIG_NAME,
         lambda path: Path(path).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n"),
     )
     return folder
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
