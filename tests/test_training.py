@@ -299,9 +299,9 @@ def test_sigkill_mid_training_resumes_iteration_optimizer_and_ema(faces, tmp_pat
 
 
 def test_two_processes_train_with_gloo_through_torchrun(faces, tmp_path):
-    opt_path = write_yaml(
-        train_options(faces, "ddp", total_iter=2, checkpoint_freq=10), tmp_path / "train.yml"
-    )
+    """Generator, discriminator and lazy R1 (iteration 2) under DistributedDataParallel on CPU."""
+    opt = train_options(faces, "ddp", total_iter=2, checkpoint_freq=10, gan=True)
+    opt_path = write_yaml(opt, tmp_path / "train.yml")
     result = run_entry(
         [
             sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -311,7 +311,8 @@ def test_two_processes_train_with_gloo_through_torchrun(faces, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     log = "".join(p.read_text() for p in (tmp_path / "experiments" / "ddp").glob("train_*.log"))
-    assert "world_size: 2" in log or "World size (gpu number): 2" in log
+    assert "World size (gpu number): 2" in log
+    assert "l_d_r1" in log
     assert (tmp_path / "experiments" / "ddp" / "models" / "net_g_latest.pth").exists()
 
 
