@@ -23,8 +23,9 @@ from pathlib import Path
 
 import yaml
 
+from ented.data.reference_base import REFERENCE_MODES
+
 OPTIONS_DIR = Path(__file__).resolve().parents[1] / "options"
-REFERENCE_MODES = ("matched", "mismatched", "none")
 ROW_NAMES = {"matched": "true reference", "mismatched": "another identity", "none": "no reference"}
 DEMO_SIZE = 64  # the demo's face size, as in options/demo_*.yml
 

@@ -34,6 +34,9 @@ from ented.data.lmdb_reader import read_lmdb
 logger = logging.getLogger(__name__)
 
 
+REFERENCE_MODES = ("matched", "mismatched", "none")
+
+
 def _expand(path):
     return None if path in (None, "", "~") else os.path.expanduser(str(path))
 
@@ -120,6 +123,14 @@ class ReferenceDatasetBase(data.Dataset):
             raise ValueError(f"{type(self).__name__}: no samples in {what}")
 
     # ---------------------------------------------------------------- references
+    def read_reference_mode(self) -> None:
+        """Sets ``reference`` (``matched`` | ``mismatched`` | ``none``) and ``seed`` from the options
+        (the evaluation datasets)."""
+        self.reference = self.opt.get("reference", "matched")
+        if self.reference not in REFERENCE_MODES:
+            raise ValueError(f"reference must be one of {', '.join(REFERENCE_MODES)}, got {self.reference!r}")
+        self.seed = int(self.opt.get("seed", 0))
+
     def reference_candidates(self, record: FaceRecord, pools: dict) -> list:
         """The images that may serve as ``record``'s reference, never its gt unless allowed."""
         pool = record.refs if record.refs is not None else pools.get(record.identity, [])

@@ -8,7 +8,6 @@ from basicsr.utils.registry import DATASET_REGISTRY
 
 from ented.data.layouts import FaceRecord, identity_pools, is_image_file, load_layout
 from ented.data.reference_base import ReferenceDatasetBase
-from ented.data.reference_triplet_dataset import REFERENCE_MODES
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +50,7 @@ class ENTEDReferenceRealWorldDataset(ReferenceDatasetBase):
 
     def __init__(self, opt: dict):
         super().__init__(opt)
-        self.reference = opt.get("reference", "matched")
-        if self.reference not in REFERENCE_MODES:
-            raise ValueError(f"reference must be one of {', '.join(REFERENCE_MODES)}, got {self.reference!r}")
-        self.seed = int(opt.get("seed", 0))
+        self.read_reference_mode()
         layout = opt.get("layout", "list")
         if layout == "identity_folders":
             if self.backend != "disk":

@@ -11,8 +11,6 @@ from ented.data.reference_base import ReferenceDatasetBase
 
 logger = logging.getLogger(__name__)
 
-REFERENCE_MODES = ("matched", "mismatched", "none")
-
 
 @DATASET_REGISTRY.register()
 class ENTEDReferenceTripletDataset(ReferenceDatasetBase):
@@ -41,10 +39,7 @@ class ENTEDReferenceTripletDataset(ReferenceDatasetBase):
 
     def __init__(self, opt: dict):
         super().__init__(opt)
-        self.reference = opt.get("reference", "matched")
-        if self.reference not in REFERENCE_MODES:
-            raise ValueError(f"reference must be one of {', '.join(REFERENCE_MODES)}, got {self.reference!r}")
-        self.seed = int(opt.get("seed", 0))
+        self.read_reference_mode()
         layout = opt.get("layout", "list")
         records = load_layout(layout, self.meta_info, self.roots["gt"], self.backend)
         missing_gt = [r for r in records if r.gt is None]
