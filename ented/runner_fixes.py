@@ -8,8 +8,11 @@
   ``torchrun --nproc_per_node=2 -m ented.train ... --launcher pytorch`` runs on CPUs.
 
 Both replace module attributes that BasicSR looks up at call time; :func:`apply` is idempotent.
+:func:`log_into_basicsr_logger` is for our entry points' own processes: it sends ``ented``'s log
+records to BasicSR's logger, so dataset and metric messages reach the run's log file too.
 """
 
+import logging
 import os
 from os import path as osp
 
@@ -57,3 +60,23 @@ def apply() -> None:
 
     basicsr.train.load_resume_state = load_resume_state
     basicsr.utils.dist_util._init_dist_pytorch = init_dist_pytorch
+
+
+class ForwardToBasicsrLogger(logging.Handler):
+    """Hands a record to BasicSR's ``basicsr`` logger (its console and, in a run, its log file)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logging.getLogger("basicsr").handle(record)
+
+
+def log_into_basicsr_logger() -> None:
+    """Routes ``ented.*`` records (INFO and above) to BasicSR's logger instead of the root logger.
+
+    Meant for the processes of ``ented-train`` / ``ented-test``, which own their logging; a library
+    user keeps Python's default routing.
+    """
+    ented_logger = logging.getLogger("ented")
+    if not any(isinstance(h, ForwardToBasicsrLogger) for h in ented_logger.handlers):
+        ented_logger.addHandler(ForwardToBasicsrLogger())
+    ented_logger.setLevel(logging.INFO)
+    ented_logger.propagate = False

@@ -12,6 +12,7 @@ def main() -> None:
     from ented import runner_fixes
 
     runner_fixes.apply()
+    runner_fixes.log_into_basicsr_logger()
     from basicsr.test import test_pipeline
 
     test_pipeline(os.getcwd())

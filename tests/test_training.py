@@ -282,6 +282,7 @@ def test_sigkill_mid_training_resumes_iteration_optimizer_and_ema(faces, tmp_pat
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     log = "".join(p.read_text() for p in (tmp_path / "experiments" / "killed").glob("train_*.log"))
     assert "Resuming training from epoch: " in log and f"iter: {last}." in log
+    assert "ENTEDReferenceTripletDataset: 2 triplets" in log  # ented's own logs reach the run's log file
 
     state = torch.load(states / f"{last + 1}.state", weights_only=False)
     assert state["iter"] == last + 1
