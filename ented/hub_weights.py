@@ -11,6 +11,7 @@ Inception) accepts either form:
 """
 
 import os
+import pickle
 
 HUB_PREFIX = "hf://"
 
@@ -113,9 +114,7 @@ def load_weights_file(path: str | os.PathLike, nested_keys: tuple = ("params", "
 
         state_dict = load_file(path, device="cpu")
     else:
-        import torch
-
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        state_dict = load_torch_file(path, "weights file")
     for key in nested_keys:
         if isinstance(state_dict, dict) and isinstance(state_dict.get(key), dict):
             state_dict = state_dict[key]
@@ -125,3 +124,53 @@ def load_weights_file(path: str | os.PathLike, nested_keys: tuple = ("params", "
     if state_dict and all(key.startswith("module.") for key in state_dict):
         state_dict = {key[len("module.") :]: value for key, value in state_dict.items()}
     return state_dict
+
+
+class UnreadableFileError(ValueError):
+    """A ``torch.save`` file that is corrupt, truncated, or holds more than data (refused)."""
+
+
+def load_torch_file(path: str | os.PathLike, what: str = "file", safe_globals: list | None = None):
+    """``torch.load`` onto the CPU as data only (``weights_only=True``), naming the file on failure.
+
+    A file whose unpickling would call anything outside tensors, plain containers and the
+    ``safe_globals`` given is refused instead of loaded: such a file could run code.
+
+    Args:
+        path: A local ``torch.save`` file.
+        what: What the file is, for messages (``"training state"``, ``"network checkpoint"``).
+        safe_globals: Extra globals (or ``(global, "module.name")`` pairs) the file may use.
+
+    Raises:
+        UnreadableFileError: naming ``path`` and why: unsafe content, corrupt or truncated.
+        FileNotFoundError: ``path`` does not exist.
+    """
+    import torch
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    try:
+        with torch.serialization.safe_globals(list(safe_globals or [])):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise UnreadableFileError(
+            f"{what} {path} was refused: it holds objects other than tensors and plain containers, "
+            f"and loading it could run code ({_unpickling_reason(error)})"
+        ) from error
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise UnreadableFileError(
+            f"{what} {path} cannot be read (corrupt or truncated?): {type(error).__name__}: {_first_line(error)}"
+        ) from error
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def _unpickling_reason(error: pickle.UnpicklingError) -> str:
+    """The line of torch's long weights-only message that names the refused global."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    named = [line for line in lines if "GLOBAL" in line]
+    return (named or lines or [type(error).__name__])[0]

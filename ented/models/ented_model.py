@@ -18,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ented.atomic_io import atomic_imwrite, atomic_torch_save
+from ented.hub_weights import load_torch_file
 from ented.visualization import comparison_grid
 
 # NTED: EMA decay 0.5 ** (32 / 10000), i.e. a half-life of 10k images at batch 32.
@@ -333,15 +334,47 @@ class ENTEDModel(BaseModel):
     def _log_validation_metric_values(self, current_iter, dataset_name: str, tb_logger) -> None:
         best = self.best_metric_results[dataset_name]
         lines = [f"Validation {dataset_name}"]
+        metric_opts = self.opt["val"].get("metrics") or {}
         for metric, value in self.metric_results.items():
+            # A metric allowed to fall back to random weights says so next to its value.
+            random_ok = (metric_opts.get(metric) or {}).get("allow_random_weights", False)
+            label = f"{metric} (random weights allowed)" if random_ok else metric
             lines.append(
-                f"\t # {metric}: {value:.4f}\tBest: {best[metric]['val']:.4f} @ {best[metric]['iter']} iter"
+                f"\t # {label}: {value:.4f}\tBest: {best[metric]['val']:.4f} @ {best[metric]['iter']} iter"
             )
             if tb_logger:
                 tb_logger.add_scalar(f"metrics/{dataset_name}/{metric}", value, current_iter)
         get_root_logger().info("\n".join(lines))
 
     # ------------------------------------------------------------------ saving
+    def load_network(self, net, load_path, strict=True, param_key="params"):
+        """BasicSR's ``load_network``, reading the file as data only, whatever torch's default.
+
+        An unreadable, truncated or unsafe file raises ``UnreadableFileError`` naming it; weights
+        that do not fit raise a ``RuntimeError`` naming it.
+        """
+        net = self.get_bare_model(net)
+        checkpoint = load_torch_file(load_path, "network checkpoint")
+        if param_key is not None:
+            if param_key not in checkpoint and "params" in checkpoint:
+                param_key = "params"
+            if param_key not in checkpoint:
+                raise KeyError(
+                    f"network checkpoint {load_path} has no {param_key!r} (keys: {list(checkpoint)})"
+                )
+            checkpoint = checkpoint[param_key]
+        get_root_logger().info(
+            f"Loading {type(net).__name__} model from {load_path}, with param key: [{param_key}]."
+        )
+        state_dict = {name.removeprefix("module."): tensor for name, tensor in checkpoint.items()}
+        self._print_different_keys_loading(net, state_dict, strict)
+        try:
+            net.load_state_dict(state_dict, strict=strict)
+        except RuntimeError as error:
+            raise RuntimeError(
+                f"network checkpoint {load_path} does not fit {type(net).__name__}: {error}"
+            ) from error
+
     def save(self, epoch: int, current_iter: int) -> None:
         if getattr(self, "net_g_ema", None) is not None:
             self.save_network([self.net_g, self.net_g_ema], "net_g", current_iter, ["params", "params_ema"])
