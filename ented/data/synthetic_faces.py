@@ -1,4 +1,12 @@
-"""A built-in synthetic identity set: procedural faces drawn with OpenCV, no downloads.
+"""A built-in synthetic identity set, no downloads: pose-varied 3-D heads (default) or flat drawings.
+
+``renderer="posed"`` (the default) renders each identity as a textured 3-D head from a different
+pose per photo (yaw up to +-25 degrees), aligned to the FFHQ template, with a JSON sidecar per image
+(its marks, face mask and pose): see :mod:`ented.data.posed_faces`. ``renderer="flat"`` is the
+first, faster generator described below, kept for unit tests; its views of one identity differ by
+at most a degree and under a pixel, so a restorer could copy the reference pixel by pixel.
+
+The flat generator draws procedural faces with OpenCV.
 
 Every identity has coarse traits (face shape, skin tone, hair, eye colour, brows, nose, mouth)
 and **fine, identity-specific detail** that a degradation destroys but every image of the
@@ -20,6 +28,7 @@ Example::
     # datasets/synthetic/id0000/0.png ... id0059/5.png; written["id0000"] lists 6 paths
 """
 
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -28,13 +37,16 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ented.atomic_io import atomic_write_text
 from ented.data.image_io import write_image_atomic
+from ented.data.posed_faces import render_posed_face, sample_head_identity, sample_head_view
 
 logger = logging.getLogger(__name__)
 
 _SHIFT = 4  # fixed-point bits for sub-pixel OpenCV drawing
 _ONE = 1 << _SHIFT
 _TEXTURE_GRID = 64  # identity texture is drawn from a 64x64 random field (canonical face coordinates)
+RENDERERS = ("posed", "flat")
 
 
 @dataclass(frozen=True)
@@ -81,12 +93,18 @@ class FaceView:
 
 @dataclass(frozen=True)
 class SyntheticFace:
-    """One generated image. ``image``: (size, size, 3) uint8 RGB."""
+    """One generated image. ``image``: (size, size, 3) uint8 RGB; ``sidecar``: the posed
+    renderer's description of the image (:meth:`ented.data.posed_faces.PosedFace.sidecar`), or None."""
 
     identity: str
     index: int
     image: np.ndarray
-    view: FaceView
+    sidecar: dict | None = None
+
+
+def sidecar_path(image_path: str) -> str:
+    """The sidecar of an image: the same path with ``.json`` for its extension."""
+    return os.path.splitext(image_path)[0] + ".json"
 
 
 def identity_name(index: int) -> str:
@@ -362,6 +380,7 @@ def iter_synthetic_faces(
     size: int = 128,
     seed: int = 0,
     pose_jitter: float = 1.0,
+    renderer: str = "posed",
 ) -> Iterator[SyntheticFace]:
     """Yields the set image by image (identity-major order), deterministically from ``seed``.
 
@@ -370,17 +389,30 @@ def iter_synthetic_faces(
         images_per_identity: views per person.
         size: image side in pixels.
         seed: the set's seed; identity ``i`` depends only on (seed, i), view ``n`` on (seed, i, n).
-        pose_jitter: multiplies the pose ranges of :func:`sample_view` (0: perfectly aligned).
+        pose_jitter: multiplies the pose ranges (posed: yaw +-25, pitch +-10, roll +-5 degrees;
+            flat: see :func:`sample_view`); 0 gives frontal / perfectly aligned views.
+        renderer: ``"posed"`` (3-D heads with sidecars) or ``"flat"``.
     """
     if num_identities < 1 or images_per_identity < 1:
         raise ValueError(
             f"need at least one identity and one image each, got {num_identities} x {images_per_identity}"
         )
+    if renderer not in RENDERERS:
+        raise ValueError(f"renderer must be one of {RENDERERS}, got {renderer!r}")
     for i in range(num_identities):
-        identity = sample_identity(np.random.default_rng([seed, i, 0]))
+        identity_rng = np.random.default_rng([seed, i, 0])
+        identity = (
+            sample_head_identity(identity_rng) if renderer == "posed" else sample_identity(identity_rng)
+        )
         for n in range(images_per_identity):
-            view = sample_view(np.random.default_rng([seed, i, 1, n]), pose_jitter)
-            yield SyntheticFace(identity_name(i), n, render_face(identity, view, size), view)
+            view_rng = np.random.default_rng([seed, i, 1, n])
+            if renderer == "posed":
+                face = render_posed_face(identity, sample_head_view(view_rng, pose_jitter), size)
+                yield SyntheticFace(identity_name(i), n, face.image, face.sidecar())
+            else:
+                yield SyntheticFace(
+                    identity_name(i), n, render_face(identity, sample_view(view_rng, pose_jitter), size)
+                )
 
 
 def generate_synthetic_faces(
@@ -389,13 +421,14 @@ def generate_synthetic_faces(
     size: int = 128,
     seed: int = 0,
     pose_jitter: float = 1.0,
+    renderer: str = "posed",
 ) -> dict:
     """The set in memory: ``{identity name: (images_per_identity, size, size, 3) uint8 RGB}``.
 
     Arguments as in :func:`iter_synthetic_faces`.
     """
     faces: dict = {}
-    for face in iter_synthetic_faces(num_identities, images_per_identity, size, seed, pose_jitter):
+    for face in iter_synthetic_faces(num_identities, images_per_identity, size, seed, pose_jitter, renderer):
         faces.setdefault(face.identity, []).append(face.image)
     return {name: np.stack(images) for name, images in faces.items()}
 
@@ -408,20 +441,23 @@ def write_synthetic_identity_set(
     seed: int = 0,
     pose_jitter: float = 1.0,
     progress: bool = False,
+    renderer: str = "posed",
 ) -> dict:
-    """Writes ``root/<identity>/<n>.png`` (one folder per identity, the ``identity_folders`` layout).
+    """Writes ``root/<identity>/<n>.png`` (one folder per identity, the ``identity_folders`` layout),
+    and with the posed renderer the sidecar ``root/<identity>/<n>.json`` beside each image.
 
     Each file is written atomically; existing files are overwritten.
 
     Args:
         root: output folder (created).
-        num_identities, images_per_identity, size, seed, pose_jitter: as in :func:`iter_synthetic_faces`.
+        num_identities, images_per_identity, size, seed, pose_jitter, renderer: as in
+            :func:`iter_synthetic_faces`.
         progress: show a tqdm progress bar.
 
     Returns:
         ``{identity name: [absolute paths of its images, in view order]}``.
     """
-    faces = iter_synthetic_faces(num_identities, images_per_identity, size, seed, pose_jitter)
+    faces = iter_synthetic_faces(num_identities, images_per_identity, size, seed, pose_jitter, renderer)
     if progress:
         from tqdm import tqdm
 
@@ -431,10 +467,13 @@ def write_synthetic_identity_set(
     for face in faces:
         path = os.path.join(root, face.identity, f"{face.index}.png")
         write_image_atomic(path, cv2.cvtColor(face.image, cv2.COLOR_RGB2BGR))
+        if face.sidecar is not None:
+            atomic_write_text(sidecar_path(path), json.dumps(face.sidecar))
         written.setdefault(face.identity, []).append(path)
     logger.info(
-        "wrote %d synthetic identities x %d images at %d px to %s (seed %d)",
+        "wrote %d %s synthetic identities x %d images at %d px to %s (seed %d)",
         num_identities,
+        renderer,
         images_per_identity,
         size,
         root,
