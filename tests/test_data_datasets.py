@@ -302,3 +302,37 @@ def test_workers_give_valid_samples(face_root):
     loader = DataLoader(dataset, batch_size=4, num_workers=2, shuffle=True)
     batch = next(iter(loader))
     assert batch["lq"].shape == (4, 3, SIZE, SIZE)
+
+
+def test_blind_training_samples_carry_no_reference(face_root):
+    dataset = build_dataset(train_opt(face_root, reference="none"))
+    sample = dataset[0]
+    assert set(sample) == {"lq", "gt", "lq_path", "gt_path"}
+    assert len(dataset) == len(build_dataset(train_opt(face_root)))  # the same images as with references
+    with pytest.raises(ValueError, match="'matched' or 'none'"):
+        build_dataset(train_opt(face_root, reference="mismatched"))
+    with pytest.raises(ValueError, match="evaluation datasets"):
+        build_dataset(train_opt(face_root, sidecars=True))
+
+
+def test_sidecars_reach_the_batch(face_root):
+    from ented.data.sidecars import read_sidecar
+
+    dataset = build_dataset(triplet_opt(face_root, sidecars=True))
+    batch = next(iter(DataLoader(dataset, batch_size=2)))
+    assert batch["face_mask"].shape == (2, 1, SIZE, SIZE) and batch["marks"].shape == (2, 16, 4)
+    sidecar = read_sidecar(batch["gt_path"][0])
+    count = len(sidecar["marks"])
+    expected = [[m["x"], m["y"], m["radius"], float(m["visible"])] for m in sidecar["marks"]]
+    np.testing.assert_allclose(batch["marks"][0, :count].numpy(), expected, atol=1e-4)
+    assert not batch["marks"][0, count:].any()  # padding is invisible
+    assert 0.1 < batch["face_mask"][0].mean() < 0.6
+
+
+def test_missing_or_wrong_size_sidecar_is_named(face_root, tmp_path):
+    write_synthetic_identity_set(str(tmp_path / "flat"), 2, 2, size=SIZE, renderer="flat")
+    with pytest.raises(FileNotFoundError, match=r"sidecar .*0\.json"):
+        build_dataset(triplet_opt(str(tmp_path / "flat"), sidecars=True))[0]
+    write_synthetic_identity_set(str(tmp_path / "big"), 2, 2, size=2 * SIZE)
+    with pytest.raises(ValueError, match="describes a 128 px image"):
+        build_dataset(triplet_opt(str(tmp_path / "big"), sidecars=True))[0]

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from ented.data.posed_faces import decode_face_mask, project_marks
-from ented.data.synthetic_faces import iter_synthetic_faces, sidecar_path, write_synthetic_identity_set
+from ented.data.sidecars import sidecar_path
+from ented.data.synthetic_faces import iter_synthetic_faces, write_synthetic_identity_set
 from ented.restoration.face_alignment import ffhq_template
 
 SIZE = 128

@@ -17,6 +17,9 @@ Common options (all optional unless a dataset says otherwise):
   and ``ref_path`` the K paths joined with ``os.pathsep``.
 - ``allow_gt_as_ref`` (False): whether the gt image itself may serve as its own reference.
 - ``check_files`` (True): with the disk backend, check at start that every listed file exists.
+- ``sidecars`` (False): add the gt's sidecar data (``face_mask``, ``marks``; see
+  :mod:`ented.data.sidecars`) to each sample, for the identity-detail metrics. Disk backend only;
+  every gt needs a sidecar at ``out_size`` (the pose-varied synthetic set has them).
 """
 
 import logging
@@ -30,6 +33,7 @@ from torch.utils import data as data
 from ented.data.image_io import decode_image, fit_to_size, to_tensor
 from ented.data.layouts import FaceRecord
 from ented.data.lmdb_reader import read_lmdb
+from ented.data.sidecars import sidecar_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +75,9 @@ class ReferenceDatasetBase(data.Dataset):
             "ref": _expand(opt.get("dataroot_ref")) or gt_root,
         }
         self.meta_info = _expand(opt.get("meta_info"))
+        self.sidecars = bool(opt.get("sidecars", False))
+        if self.sidecars and self.backend != "disk":
+            raise ValueError("sidecars: true needs the disk backend (sidecars are not packed into lmdb)")
         self.file_client = None
         self.records: list = []
 
@@ -148,6 +155,13 @@ class ReferenceDatasetBase(data.Dataset):
     # ---------------------------------------------------------------- tensors
     def tensor(self, img: np.ndarray) -> torch.Tensor:
         return to_tensor(img, self.mean, self.std)
+
+    def gt_sample(self, lq: np.ndarray, gt: np.ndarray, lq_path: str, gt_path: str) -> dict:
+        """The sample's ``lq``, ``gt`` and paths, plus the gt's sidecar tensors with ``sidecars``."""
+        sample = {"lq": self.tensor(lq), "gt": self.tensor(gt), "lq_path": lq_path, "gt_path": gt_path}
+        if self.sidecars:
+            sample.update(sidecar_tensors(gt_path, self.out_size))
+        return sample
 
     def add_refs(self, sample: dict, refs: list, images: list, role: str = "ref") -> dict:
         """Adds ``ref`` ((3, H, W) or (K, 3, H, W)) and ``ref_path`` (os.pathsep-joined)."""

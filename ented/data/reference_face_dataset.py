@@ -33,6 +33,9 @@ class ENTEDReferenceFaceDataset(ReferenceDatasetBase):
       the pair stays consistent (left-cheek mole stays on the same side in gt and ref).
     - degradation keys of :class:`~ented.data.degradation.FaceDegradation` (GFPGAN's defaults).
     - reference augmentation keys of :class:`~ented.data.reference_augment.ReferenceAugmentation`.
+    - ``reference`` (``matched``): ``none`` trains a *blind* model: samples carry no ``ref``, so
+      ENTED sees its own input as reference (the baseline that "reference vs blind" compares with:
+      the same network and data, trained without references).
 
     Identities with a single image cannot give a different reference: they are skipped with a
     logged warning, unless ``allow_gt_as_ref: true``, which keeps them with the gt as reference.
@@ -44,6 +47,15 @@ class ENTEDReferenceFaceDataset(ReferenceDatasetBase):
 
     def __init__(self, opt: dict):
         super().__init__(opt)
+        self.reference = opt.get("reference", "matched")
+        if self.reference not in ("matched", "none"):
+            raise ValueError(
+                f"{type(self).__name__}: reference must be 'matched' or 'none', got {self.reference!r}"
+            )
+        if self.sidecars:
+            raise ValueError(
+                f"{type(self).__name__}: sidecars are for evaluation datasets (the training set flips)"
+            )
         layout = opt.get("layout", "identity_folders")
         records = load_layout(layout, self.meta_info, self.roots["gt"], self.backend)
         records = [r for r in records if r.gt is not None]
@@ -83,6 +95,10 @@ class ENTEDReferenceFaceDataset(ReferenceDatasetBase):
         if flip:
             gt = np.ascontiguousarray(gt[:, ::-1])
         lq, gt = self.degradation(gt, rng)
+        gt_path = self.resolve("gt", record.gt)
+        sample = self.gt_sample(lq, gt, gt_path, gt_path)
+        if self.reference == "none":
+            return sample
         role = self.ref_role(record)
         ref_images = []
         for path in refs:
@@ -90,6 +106,4 @@ class ENTEDReferenceFaceDataset(ReferenceDatasetBase):
             if flip:
                 img = np.ascontiguousarray(img[:, ::-1])
             ref_images.append(self.ref_augment(img, rng) if self.ref_augment.active else img)
-        gt_path = self.resolve("gt", record.gt)
-        sample = {"lq": self.tensor(lq), "gt": self.tensor(gt), "lq_path": gt_path, "gt_path": gt_path}
         return self.add_refs(sample, refs, ref_images, role)

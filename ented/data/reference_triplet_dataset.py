@@ -34,7 +34,8 @@ class ENTEDReferenceTripletDataset(ReferenceDatasetBase):
     ``allow_gt_as_ref: true``.
 
     Sample: ``lq``, ``gt``: (3, H, W); ``ref``: (3, H, W) or (K, 3, H, W); ``lq_path`` (the stored
-    lq file, or the gt path when degraded on the fly), ``gt_path``, ``ref_path``.
+    lq file, or the gt path when degraded on the fly), ``gt_path``, ``ref_path``; ``face_mask`` and
+    ``marks`` with ``sidecars: true``.
     """
 
     def __init__(self, opt: dict):
@@ -101,7 +102,7 @@ class ENTEDReferenceTripletDataset(ReferenceDatasetBase):
         else:
             lq, gt = self.degradation(gt, np.random.default_rng([self.seed, index]))
             lq_path = gt_path
-        sample = {"lq": self.tensor(lq), "gt": self.tensor(gt), "lq_path": lq_path, "gt_path": gt_path}
+        sample = self.gt_sample(lq, gt, lq_path, gt_path)
         if self.reference == "none":
             return sample
         refs, role = self.references(index)

@@ -40,6 +40,7 @@ import numpy as np
 from ented.atomic_io import atomic_write_text
 from ented.data.image_io import write_image_atomic
 from ented.data.posed_faces import render_posed_face, sample_head_identity, sample_head_view
+from ented.data.sidecars import sidecar_path
 
 logger = logging.getLogger(__name__)
 
@@ -100,11 +101,6 @@ class SyntheticFace:
     index: int
     image: np.ndarray
     sidecar: dict | None = None
-
-
-def sidecar_path(image_path: str) -> str:
-    """The sidecar of an image: the same path with ``.json`` for its extension."""
-    return os.path.splitext(image_path)[0] + ".json"
 
 
 def identity_name(index: int) -> str:
