@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ented.archs.ented_arch import ENTED
 
@@ -37,6 +38,22 @@ def face(seed: int, size: int = 32) -> np.ndarray:
         align_corners=False,
     )[0].permute(1, 2, 0)
     return image.clamp(0, 255).round().to(torch.uint8).numpy()
+
+
+def save(image: np.ndarray, path: Path) -> Path:
+    """Writes an image (creating its folder) and returns the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)
+    return path
+
+
+def digest(folder: Path) -> dict[str, str]:
+    """Relative path -> SHA-256 of every file under ``folder``: equal digests mean untouched files."""
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def forward(net, lq: np.ndarray, ref: np.ndarray | None) -> torch.Tensor:

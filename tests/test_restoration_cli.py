@@ -1,6 +1,5 @@
 """``ented-restore`` end to end through ``main([...])`` on temporary folders."""
 
-import hashlib
 import runpy
 import sys
 
@@ -8,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from restoration_fixtures import face, tiny_net
+from restoration_fixtures import digest, face, save, tiny_net
 
 from ented.restoration.cli import main
 from ented.restoration.pretrained import save_pretrained
@@ -17,18 +16,6 @@ from ented.restoration.pretrained import save_pretrained
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
     return str(save_pretrained(tiny_net(0), tmp_path_factory.mktemp("weights")))
-
-
-def save(image, path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(path)
-    return path
-
-
-def digest(folder):
-    return {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()
-    }
 
 
 def test_aligned_faces_with_references_matched_by_name(tmp_path, weights, capsys, caplog):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ented.restoration.images import IMAGE_EXTENSIONS
 from ented.restoration.reference_check import DEFAULT_THRESHOLD
 
 logger = logging.getLogger("ented.restoration.cli")
@@ -34,6 +36,58 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 # ----------------------------------------------------------------------------- arguments
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (exit status 2), without the usage block."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _upscale(text: str) -> float:
+    value = _number(text)
+    if value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (1 keeps the photo's size), got {text}")
+    return value
+
+
+def _similarity(text: str) -> float:
+    value = _number(text)
+    if not -1.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a cosine similarity is in [-1, 1], got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _output_extension(text: str) -> str:
+    """``"same"``, or an image extension with its dot, lower case (``"JPG"`` -> ``".jpg"``)."""
+    if text == "same":
+        return text
+    extension = "." + text.lower().lstrip(".")
+    if extension not in IMAGE_EXTENSIONS:
+        known = ", ".join(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
+        raise argparse.ArgumentTypeError(f"unknown image format {text!r}; choose one of {known} or 'same'")
+    return extension
 
 
 def _add_weights_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -61,7 +115,7 @@ def _add_weights_arguments(parser: argparse.ArgumentParser, required: bool = Tru
 
 
 def build_restore_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ented-restore",
         description="Restore degraded face photos with ENTED and a reference photo of the same person.",
         epilog="Subcommands: 'ented-restore convert -h', 'ented-restore export-onnx -h'. "
@@ -103,7 +157,7 @@ def build_restore_parser() -> argparse.ArgumentParser:
     )
     mode.add_argument("--faces", choices=("all", "largest"), default="all", help="faces to restore per photo")
     mode.add_argument(
-        "--upscale", type=float, default=1.0, help="photos mode: enlarge the photo by this factor"
+        "--upscale", type=_upscale, default=1.0, help="photos mode: enlarge the photo by this factor (>= 1)"
     )
     mode.add_argument(
         "--detector",
@@ -123,7 +177,7 @@ def build_restore_parser() -> argparse.ArgumentParser:
     check.add_argument("--identity-weights", help="ArcFace weights (path or hf://owner/repo/file)")
     check.add_argument(
         "--identity-threshold",
-        type=float,
+        type=_similarity,
         default=None,
         help=f"identity cosine similarity below which a reference is suspicious (default {DEFAULT_THRESHOLD})",
     )
@@ -136,11 +190,16 @@ def build_restore_parser() -> argparse.ArgumentParser:
     precision.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
     precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16")
     precision.add_argument("--bf16", dest="precision", action="store_const", const="bf16")
-    run.add_argument("--batch-size", type=int, default=4, help="faces per forward pass")
+    run.add_argument("--batch-size", type=_positive_int, default=4, help="faces per forward pass")
 
     out = parser.add_argument_group("output")
     out.add_argument("--suffix", default="", help="appended to output names (e.g. _restored)")
-    out.add_argument("--ext", default="png", help="output format: png (default), jpg, webp, ... or 'same'")
+    out.add_argument(
+        "--ext",
+        type=_output_extension,
+        default=".png",
+        help="output format: png (default), jpg, webp, bmp, tif, or 'same' (each input's)",
+    )
     out.add_argument("--compare", action="store_true", help="also write input | reference | output images")
     out.add_argument("--skip-existing", action="store_true", help="skip inputs whose output exists")
     out.add_argument("--recursive", action="store_true", help="descend into sub-folders of input folders")
@@ -153,7 +212,7 @@ def build_restore_parser() -> argparse.ArgumentParser:
 
 
 def build_convert_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ented-restore convert",
         description="Convert a BasicSR checkpoint (.pth) into config.json + model.safetensors.",
     )
@@ -167,7 +226,7 @@ def build_convert_parser() -> argparse.ArgumentParser:
 
 
 def build_export_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ented-restore export-onnx",
         description="Export the aligned-face network (inputs lq, ref; fixed size) to ONNX.",
     )
@@ -177,7 +236,7 @@ def build_export_parser() -> argparse.ArgumentParser:
     parser.add_argument("--param-key", default="params_ema")
     parser.add_argument("--revision")
     parser.add_argument("--cache-dir")
-    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--batch-size", type=_positive_int, default=1)
     parser.add_argument("--opset", type=int, default=17)
     parser.add_argument("--no-check", action="store_true", help="do not compare with PyTorch")
     return parser
@@ -263,10 +322,7 @@ def _restore(args) -> int:
     _setup_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
     started = time.monotonic()
     output_dir = Path(args.output)
-    extension = "same" if args.ext == "same" else "." + args.ext.lower().lstrip(".")
     try:
-        if args.batch_size < 1:
-            raise planning.PlanError(f"--batch-size must be at least 1, got {args.batch_size}")
         inputs = planning.find_inputs(args.inputs, args.recursive, exclude=output_dir)
         if not inputs:
             raise planning.PlanError("no input images found in " + ", ".join(args.inputs))
@@ -276,7 +332,7 @@ def _restore(args) -> int:
             ref_files,
             ref_folders,
             output_dir,
-            extension,
+            args.ext,
             args.suffix,
             args.compare,
             args.allow_no_reference,
@@ -309,6 +365,17 @@ def _restore(args) -> int:
     except (OSError, ValueError, KeyError, ImportError) as err:
         print(f"ented-restore: cannot set up the restorer: {err}", file=sys.stderr)
         return EXIT_USAGE
+    if restorer.checker.enabled and args.identity_weights:
+        from safetensors import SafetensorError
+
+        try:
+            restorer.checker.encoder  # noqa: B018  (load now: bad weights stop the run, not every file)
+        except (OSError, ValueError, ImportError, SafetensorError) as err:
+            print(
+                f"ented-restore: cannot load --identity-weights {args.identity_weights}: {err}",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
     if not args.aligned:
         try:
             restorer.detector  # noqa: B018  (build it now: a missing detector stops the run, not every file)

@@ -104,6 +104,10 @@ class MTCNNDetector(FaceDetector):
         self.min_score = min_score
 
     def _detect(self, image: np.ndarray) -> list[FaceDetection]:
+        # MTCNN's image pyramid starts at min_face_size: a smaller photo has no level to search (and
+        # facenet-pytorch then fails in torch.cat instead of finding nothing). Its own test, kept exact.
+        if min(image.shape[:2]) * (12.0 / self._mtcnn.min_face_size) < 12:
+            return []
         with torch.no_grad():
             boxes, scores, landmarks = self._mtcnn.detect(np.ascontiguousarray(image), landmarks=True)
         if boxes is None:

@@ -10,17 +10,27 @@ follow two rules:
   references). An input that no folder matches -- and that has no reference files -- is skipped.
 
 Outputs go to ``<output>/<name><suffix>.<ext>``; an input found inside a folder argument keeps
-its sub-folder. Nothing is ever written over an input or a reference.
+its sub-folder. Nothing is ever written over an input or a reference, however it was named: files
+are compared as the system sees them (``os.path.samefile``: through links, ``..`` and other
+spellings), and every file inside a reference folder counts as a reference.
+
+With a ``--suffix``, a file named like the output of another input of the same run (``photo.jpg``
+and ``photo<suffix>.png``, or its comparison image) is taken as an earlier output of this tool: it
+is neither restored nor protected, so ``-o`` can be an input folder and a rerun overwrites (or with
+``--skip-existing`` keeps) those outputs. Without a suffix nothing is recognised that way.
 """
 
 from __future__ import annotations
 
 import glob
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ented.restoration.images import IMAGE_EXTENSIONS
+
+logger = logging.getLogger(__name__)
 
 
 class PlanError(ValueError):
@@ -156,43 +166,90 @@ def plan_jobs(
 
     Args:
         extension: Output extension (``".png"``), or ``"same"`` to keep each input's.
+        suffix: Appended to output names; with one, inputs named like the outputs of other inputs are
+            earlier outputs and left out (see the module docstring).
         allow_no_reference: Restore inputs that have no reference (reference-free) instead of skipping
             them. Without any reference argument, every input is reference-free.
 
     Raises:
         PlanError: An output would overwrite an input or a reference file.
     """
-    protected = {path.resolve(): path for path, _ in inputs}
-    protected.update({path.resolve(): path for path in reference_files})
-    used: dict[Path, Path] = {}
+
+    def targets(path: Path, name: str) -> tuple[Path, Path | None]:
+        ext = path.suffix.lower() if extension == "same" else extension
+        comparison = output_dir / "comparisons" / f"{name}{suffix}.png" if comparisons else None
+        return output_dir / f"{name}{suffix}{ext}", comparison
+
+    planned = {target.resolve() for path, name in inputs for target in targets(path, name) if target}
+    earlier_outputs = planned if suffix else set()
+    left_out = [path for path, _ in inputs if path.resolve() in earlier_outputs]
+    if left_out:
+        logger.info(
+            "left out %d file(s) named like outputs of this run (earlier outputs), e.g. %s",
+            len(left_out),
+            left_out[0],
+        )
     jobs = []
     for path, name in inputs:
+        if path.resolve() in earlier_outputs:
+            continue
         job = Job(input=path, name=name)
         job.references = list(reference_files) + match_references(name, reference_folders)
         if not job.references and reference_folders and not allow_no_reference:
             folders = ", ".join(str(folder) for folder in reference_folders)
             job.skip_reason = f"no reference named {Path(name).name}.* or {Path(name).name}/ in {folders}"
-        ext = path.suffix.lower() if extension == "same" else extension
-        job.output = output_dir / f"{name}{suffix}{ext}"
-        if comparisons:
-            job.comparison = output_dir / "comparisons" / f"{name}{suffix}.png"
+        job.output, job.comparison = targets(path, name)
+        jobs.append(job)
+
+    protected = _protected_files(jobs, reference_folders, earlier_outputs)
+    used: dict[Path, Path] = {}
+    for job in jobs:
         for target in (job.output, job.comparison):
             if target is None:
                 continue
-            resolved = target.resolve()
-            if resolved in protected:
+            original = protected.get(_file_key(target))
+            if original is not None:
                 raise PlanError(
-                    f"output {target} would overwrite the input or reference {protected[resolved]}; "
+                    f"output {target} would overwrite the input or reference {original}; "
                     "choose another output folder or a --suffix"
                 )
+            resolved = target.resolve()
             if resolved in used and job.skip_reason is None:
                 job.skip_reason = f"output {target} is already the output of {used[resolved]}"
         if job.skip_reason is None:
-            used[job.output.resolve()] = path
+            used[job.output.resolve()] = job.input
             if job.comparison is not None:
-                used[job.comparison.resolve()] = path
-        jobs.append(job)
+                used[job.comparison.resolve()] = job.input
     return jobs
+
+
+def _file_key(path: Path) -> tuple[int, int] | None:
+    """What identifies an existing file however it is named (device, inode), or None if none is there."""
+    try:
+        status = path.stat()  # follows links, like os.path.samefile
+    except OSError:  # missing, or a path through a file or an unreadable folder: nothing to overwrite
+        return None
+    return status.st_dev, status.st_ino
+
+
+def _protected_files(
+    jobs: list[Job], reference_folders: list[Path], earlier_outputs: set[Path]
+) -> dict[tuple[int, int], Path]:
+    """The files no output may replace: inputs, references, and every file in a reference folder
+    except earlier outputs of this tool (keyed by :func:`_file_key`, valued by a name to show)."""
+    named = [job.input for job in jobs] + [ref for job in jobs for ref in job.references]
+    in_folders = [
+        path
+        for folder in reference_folders
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.resolve() not in earlier_outputs
+    ]
+    protected: dict[tuple[int, int], Path] = {}
+    for path in in_folders + named:  # named last: their spelling wins in messages
+        key = _file_key(path)
+        if key is not None:
+            protected[key] = path
+    return protected
 
 
 def check_writable(folder: Path) -> None:

@@ -18,6 +18,8 @@ BasicSR copied into the experiment folder (``experiments/<name>/<name>.yml`` nex
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import json
 import logging
 import os
@@ -72,8 +74,17 @@ def _first(keys: list, show: int) -> str:
 # ----------------------------------------------------------------------------- building
 
 
-def build_network(config: dict[str, Any]) -> nn.Module:
-    """Builds a network from a saved config (``_class_name`` picks the BasicSR architecture)."""
+def build_network(config: dict[str, Any], source: str = "the config") -> nn.Module:
+    """Builds a network from a saved config (``_class_name`` picks the BasicSR architecture).
+
+    Args:
+        config: Constructor arguments, plus ``_class_name`` (or ``type``); other ``_`` keys are ignored.
+        source: Where the config came from (a file name), for messages.
+
+    Raises:
+        ValueError: Unknown architecture, unknown keys (each named, with the closest known key), or
+            values the architecture refuses; the message starts with ``source``.
+    """
     # Importing any ented module has run ented/__init__.py, which registers ENTED in this registry.
     from basicsr.utils.registry import ARCH_REGISTRY
 
@@ -83,8 +94,32 @@ def build_network(config: dict[str, Any]) -> nn.Module:
     try:
         arch = ARCH_REGISTRY.get(class_name)
     except KeyError:
-        raise ValueError(f"unknown architecture {class_name!r} in the config") from None
-    return arch(**kwargs)
+        raise ValueError(f"{source}: unknown architecture {class_name!r}") from None
+    _check_arguments(arch, kwargs, f"{source} ({class_name})")
+    try:
+        return arch(**kwargs)
+    except (TypeError, ValueError) as err:  # a value of the wrong type or range in a user's file
+        raise ValueError(f"{source}: cannot build {class_name} from it: {err}") from err
+
+
+def _check_arguments(arch: type, kwargs: dict[str, Any], what: str) -> None:
+    """Refuses keys that ``arch``'s constructor does not take, suggesting the closest known ones."""
+    parameters = inspect.signature(arch).parameters.values()
+    if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters):
+        return
+    known = [
+        parameter.name
+        for parameter in parameters
+        if parameter.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
+    problems = []
+    for key in kwargs:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            problems.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    if problems:
+        keys = "key" if len(problems) == 1 else "keys"
+        raise ValueError(f"{what}: unknown {keys} {', '.join(problems)}; known keys: {', '.join(known)}")
 
 
 def network_config(net: nn.Module) -> dict[str, Any]:
@@ -154,8 +189,24 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     return config
 
 
-def load_safetensors(weights_file: str | os.PathLike, config: dict[str, Any] | None = None) -> nn.Module:
-    """Builds the network from ``config`` (default: ``config.json`` beside the file) and loads the weights."""
+def load_safetensors(
+    weights_file: str | os.PathLike,
+    config: dict[str, Any] | None = None,
+    config_source: str = "the given config",
+) -> nn.Module:
+    """Builds the network from ``config`` (default: ``config.json`` beside the file) and loads the weights.
+
+    Args:
+        weights_file: The ``.safetensors`` file.
+        config: The architecture (see :func:`build_network`); None reads ``config.json`` beside the file.
+        config_source: Where ``config`` came from, for messages.
+
+    Raises:
+        FileNotFoundError: A file is missing.
+        ValueError: The config is invalid or the file is not readable safetensors (both named).
+        CheckpointMismatchError: The weights do not fit the architecture.
+    """
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     weights_file = Path(weights_file)
@@ -167,9 +218,13 @@ def load_safetensors(weights_file: str | os.PathLike, config: dict[str, Any] | N
             raise FileNotFoundError(
                 f"{weights_file} has no {CONFIG_NAME} beside it; pass the network config explicitly"
             )
-        config = read_config(config_file)
-    net = build_network(config)
-    return load_weights(net, load_file(str(weights_file)), str(weights_file))
+        config, config_source = read_config(config_file), str(config_file)
+    net = build_network(config, config_source)
+    try:
+        state_dict = load_file(str(weights_file))
+    except SafetensorError as err:
+        raise ValueError(f"{weights_file} is not a readable safetensors file: {err}") from None
+    return load_weights(net, state_dict, str(weights_file))
 
 
 # ----------------------------------------------------------------------------- the Hub
@@ -249,7 +304,7 @@ def from_pretrained(
     folder = resolve_pretrained(
         name_or_path, revision, cache_dir, subfolder, token, local_files_only, force_download
     )
-    return load_safetensors(folder / WEIGHTS_NAME, read_config(folder / CONFIG_NAME))
+    return load_safetensors(folder / WEIGHTS_NAME)  # with the config.json beside it
 
 
 def push_to_hub(
@@ -397,9 +452,9 @@ def load_basicsr_checkpoint(
             ``config.json``. Default: the option YAML in the checkpoint's experiment folder.
         param_key: See :func:`read_basicsr_state_dict`.
     """
-    arch_config = resolve_architecture(checkpoint, config)
+    arch_config, source = _architecture(checkpoint, config)
     state, used = read_basicsr_state_dict(checkpoint, param_key)
-    net = build_network(arch_config)
+    net = build_network(arch_config, source)
     return load_weights(net, state, f"{checkpoint} ({used})")
 
 
@@ -407,11 +462,20 @@ def resolve_architecture(
     checkpoint: str | os.PathLike, config: dict[str, Any] | str | os.PathLike | None
 ) -> dict[str, Any]:
     """The architecture config for a checkpoint, from ``config`` or the experiment's option file."""
+    return _architecture(checkpoint, config)[0]
+
+
+def _architecture(
+    checkpoint: str | os.PathLike, config: dict[str, Any] | str | os.PathLike | None
+) -> tuple[dict[str, Any], str]:
+    """:func:`resolve_architecture`, and where the config came from (for messages)."""
     if isinstance(config, dict):
-        return dict(config)
+        return dict(config), "the given config"
     if config is not None:
         path = Path(config)
-        return read_config(path) if path.suffix == ".json" else network_config_from_option(path)
+        if path.suffix == ".json":
+            return read_config(path), str(path)
+        return network_config_from_option(path), f"{path} (network_g)"
     option_file = find_option_file(checkpoint)
     if option_file is None:
         raise ValueError(
@@ -420,7 +484,7 @@ def resolve_architecture(
             "an option YAML or a config.json)"
         )
     logger.info("architecture of %s read from %s", checkpoint, option_file)
-    return network_config_from_option(option_file)
+    return network_config_from_option(option_file), f"{option_file} (network_g)"
 
 
 def convert_basicsr_checkpoint(
@@ -478,8 +542,7 @@ def load_network(
         if path.suffix == ".safetensors":
             if config is None:
                 return load_safetensors(path)
-            arch = dict(config) if isinstance(config, dict) else resolve_architecture(path, config)
-            return load_safetensors(path, arch)
+            return load_safetensors(path, *_architecture(path, config))
         if path.suffix in CHECKPOINT_SUFFIXES:
             return load_basicsr_checkpoint(path, config, param_key)
         raise ValueError(f"{path}: unknown weights format (expected .pth or .safetensors)")
@@ -504,8 +567,8 @@ def _load_hub_file(spec: str, config, param_key: str | None, cache_dir) -> nn.Mo
         if config is None:
             config_name = str(Path(filename).with_name(CONFIG_NAME).as_posix())
             config_spec = f"hf://{repo_id}/{config_name}" + (f"@{revision}" if revision else "")
-            config = read_config(resolve_weights(config_spec, cache_dir=cache_dir))
-        elif not isinstance(config, dict):
-            config = resolve_architecture(local, config)
-        return load_safetensors(local, config)
+            return load_safetensors(
+                local, read_config(resolve_weights(config_spec, cache_dir=cache_dir)), config_spec
+            )
+        return load_safetensors(local, *_architecture(local, config))
     return load_basicsr_checkpoint(local, config, param_key)

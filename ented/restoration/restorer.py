@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -443,8 +444,8 @@ class ENTEDRestorer:
             NoFaceError: No face in the photo, or in a reference that must be aligned.
             ReferenceMismatchError: The check is set to refuse and a reference looks like another person.
         """
-        if upscale < 1.0:
-            raise ValueError(f"upscale must be >= 1, got {upscale}")
+        if not (math.isfinite(upscale) and upscale >= 1.0):
+            raise ValueError(f"upscale must be a finite number >= 1, got {upscale}")
         name = name or describe(photo, None)
         image = load_image(photo, name)
         ref_list = _as_list(references)
