@@ -46,6 +46,12 @@ def test_output_folder_that_is_a_reference_folder_is_refused(tmp_path, weights, 
     assert main([*args, "-o", str(refs / "b")]) == 2
     assert f"would overwrite the input or reference {refs / 'b' / 'a.png'}" in capsys.readouterr().err
     assert digest(refs) == before
+    # with a suffix the outputs get names of their own; a rerun overwrites only those
+    for _ in range(2):
+        assert main([*args, "-o", str(refs), "--suffix", "_r"]) == 0
+        assert "restored 2, skipped 0 of 2" in capsys.readouterr().out
+        assert {k: v for k, v in digest(refs).items() if "_r." not in k} == before
+    assert sorted(set(digest(refs)) - set(before)) == ["a_r.png", "b_r.png"]
 
 
 def test_references_are_recognised_however_they_are_named(tmp_path, weights, capsys):
