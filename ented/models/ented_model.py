@@ -1,5 +1,6 @@
 """ENTEDModel: training and evaluation of ENTED inside BasicSR's runners."""
 
+import math
 import os
 from collections import OrderedDict
 from copy import deepcopy
@@ -45,9 +46,11 @@ class ENTEDModel(BaseModel):
       latents when the code book trains from scratch (no pretrained weights, not resuming);
       ``random`` keeps the initial words (they tend to collapse onto a few).
     - ``train.ema_decay``: EMA of the generator (0 disables it).
-    - ``val``: ``metrics`` (BasicSR metric options; they receive ``img``, ``img2`` and ``ref``
-      as uint8 BGR images), ``save_img`` writes outputs, ``grids`` (default true) writes
-      LQ | reference | output | GT comparison grids.
+    - ``val``: ``metrics`` (BasicSR metric options; they receive ``img`` (output), ``img2`` (gt),
+      ``ref`` and ``lq`` as uint8 BGR images, and ``face_mask`` / ``marks`` when the dataset reads
+      sidecars; a metric's NaN means "nothing to score" and the mean is over the other images),
+      ``save_img`` writes outputs, ``grids`` (default true) writes LQ | reference | output | GT
+      comparison grids.
 
     Images are expected in [-1, 1] (datasets with ``mean``/``std`` 0.5).
     """
@@ -296,8 +299,7 @@ class ENTEDModel(BaseModel):
         dataset_name = dataloader.dataset.opt["name"]
         val_opt = self.opt["val"]
         metric_opts = val_opt.get("metrics") or {}
-        sums = dict.fromkeys(metric_opts, 0.0)
-        counted = 0
+        scores = {metric: [] for metric in metric_opts}
         if metric_opts:
             self._initialize_best_metric_results(dataset_name)
         write_grids = val_opt.get("grids", True)
@@ -314,15 +316,22 @@ class ENTEDModel(BaseModel):
                 grid = comparison_grid(images["lq"], images.get("ref"), images["result"], images.get("gt"))
                 atomic_imwrite(grid, self._visual_path(dataset_name, name, current_iter, "grid"))
             if metric_opts and "gt" in images:
-                data = {"img": images["result"], "img2": images["gt"], "ref": images.get("ref")}
+                data = {
+                    "img": images["result"],
+                    "img2": images["gt"],
+                    "ref": images.get("ref"),
+                    "lq": images["lq"],
+                }
+                data.update(_sidecar_data(val_data))
                 for metric, metric_opt in metric_opts.items():
-                    sums[metric] += float(calculate_metric(data, metric_opt))
-                counted += 1
+                    scores[metric].append(float(calculate_metric(data, metric_opt)))
         if metric_opts:
-            if counted == 0:
+            if not any(scores.values()):
                 get_root_logger().warning(f"{dataset_name}: no sample has a gt; metrics were not computed")
                 return
-            self.metric_results = {metric: total / counted for metric, total in sums.items()}
+            self.metric_results = {
+                metric: _mean_of_scored(metric, values) for metric, values in scores.items()
+            }
             for metric, value in self.metric_results.items():
                 self._update_best_metric_result(dataset_name, metric, value, current_iter)
             self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
@@ -409,6 +418,26 @@ class ENTEDModel(BaseModel):
         }
         os.makedirs(self.opt["path"]["training_states"], exist_ok=True)
         atomic_torch_save(state, osp.join(self.opt["path"]["training_states"], f"{current_iter}.state"))
+
+
+def _sidecar_data(val_data: dict) -> dict:
+    """The gt's sidecar data of a batch of one, as the identity-detail metrics take it."""
+    data = {}
+    if "face_mask" in val_data:
+        data["face_mask"] = val_data["face_mask"][0, 0].numpy() > 0.5
+    if "marks" in val_data:
+        data["marks"] = val_data["marks"][0].numpy()
+    return data
+
+
+def _mean_of_scored(metric: str, values: list) -> float:
+    """Mean over the images a metric could score (NaN marks one with nothing to score)."""
+    scored = [v for v in values if not math.isnan(v)]
+    if len(scored) < len(values):
+        get_root_logger().info(
+            f"{metric}: nothing to score on {len(values) - len(scored)} of {len(values)} images"
+        )
+    return sum(scored) / len(scored) if scored else float("nan")
 
 
 def _sample_name(lq_path: str) -> str:
