@@ -48,7 +48,7 @@ setup(
     package_data={"ented": ["options/*.yml"]},
     cmdclass={"build_py": BuildPyWithPth},
     install_requires=[
-        "torch>=2.1",
+        "torch>=2.6",  # torch.load defaults to weights_only=True (no code runs from a file)
         "torchvision",
         "basicsr==1.4.2",
         "timm>=0.9",

@@ -7,6 +7,7 @@ graphs all go through :func:`atomic_path`.
 """
 
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -14,6 +15,9 @@ from contextlib import contextmanager
 import cv2
 import numpy as np
 import torch
+
+# mkstemp names: ".<destination name>.<8 random characters><suffix>" (see atomic_path).
+_TEMPORARY_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 
 
 def current_umask() -> int:
@@ -81,3 +85,24 @@ def atomic_imwrite(img: np.ndarray, path: str | os.PathLike) -> None:
     if not ok:
         raise OSError(f"could not encode an image for {path} (extension {extension!r})")
     atomic_write_bytes(path, encoded.tobytes())
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[str]:
+    """Deletes the ``.tmp`` files a killed :func:`atomic_path` writer left in ``folder``.
+
+    Only names of the form ``.<file>.<8 characters>.tmp`` are touched. Call it when no writer
+    can be running (at the start of a run).
+
+    Returns:
+        The paths removed.
+    """
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        return []
+    removed = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if _TEMPORARY_NAME.match(name) and os.path.isfile(path):
+            os.remove(path)
+            removed.append(path)
+    return removed

@@ -1,46 +1,138 @@
 """Fixes to BasicSR 1.4.2's runners that ENTED's entry points apply before running them.
 
 - Resuming: ``basicsr.train.load_resume_state`` maps the saved state to
-  ``torch.cuda.current_device()`` and crashes on a machine without CUDA. Ours maps it to the
-  CPU there.
+  ``torch.cuda.current_device()`` and crashes on a machine without CUDA, unpickles fully, and
+  stops at the first unreadable or stray file. Ours loads onto the CPU as data only, falls back
+  to the newest state that loads, and removes leftovers of interrupted saves (see
+  :func:`load_resume_state`).
 - ``--launcher pytorch``: ``basicsr.utils.dist_util._init_dist_pytorch`` divides by the number
   of GPUs and asks for NCCL. Ours uses gloo when there is no GPU, so
   ``torchrun --nproc_per_node=2 -m ented.train ... --launcher pytorch`` runs on CPUs.
 
 Both replace module attributes that BasicSR looks up at call time; :func:`apply` is idempotent.
+``ented-train`` / ``ented-test`` call it; call it yourself before ``basicsr.train.train_pipeline``
+when you use BasicSR's runner directly (see the README).
 :func:`log_into_basicsr_logger` is for our entry points' own processes: it sends ``ented``'s log
 records to BasicSR's logger, so dataset and metric messages reach the run's log file too.
 """
 
 import logging
 import os
+import re
 from os import path as osp
 
 import torch
 import torch.distributed as dist
 
+from ented.atomic_io import remove_stale_temporaries
+from ented.hub_weights import UnreadableFileError, load_torch_file
+
+logger = logging.getLogger(__name__)
+
 
 def load_resume_state(opt: dict):
-    """BasicSR's ``load_resume_state``, loading onto the CPU when CUDA is not available."""
-    from basicsr.utils import check_resume, scandir
+    """BasicSR's ``load_resume_state``, made safe and robust.
 
-    resume_state_path = opt["path"].get("resume_state")
+    - States are read as data only (``weights_only=True``) onto the CPU, so a file in
+      ``training_states/`` cannot run code and a machine without CUDA can resume.
+    - With ``--auto_resume`` the newest ``<iteration>.state`` whose state *and* network
+      checkpoints (``models/net_<x>_<iteration>.pth``) load is used; newer ones that do not load
+      are named in a warning. Other files there (``backup.state``) are ignored.
+    - ``.tmp`` files left by a save that was killed are removed from ``models/`` and
+      ``training_states/`` first.
+
+    Raises:
+        UnreadableFileError: an explicit ``path.resume_state`` cannot be loaded (names it).
+        RuntimeError: with ``--auto_resume``, no training state loads (names each and why).
+    """
+    from basicsr.utils import check_resume
+
+    path_opt = opt["path"]
+    experiment = osp.join("experiments", opt["name"])
+    state_folder = path_opt.get("training_states") or osp.join(experiment, "training_states")
+    models_folder = path_opt.get("models") or osp.join(experiment, "models")
+    for folder in (state_folder, models_folder):
+        for removed in remove_stale_temporaries(folder):
+            logger.warning(f"removed {removed}, left by a save that was interrupted")
+
+    resume_state = None
     if opt["auto_resume"]:
-        state_folder = osp.join("experiments", opt["name"], "training_states")
-        if osp.isdir(state_folder):
-            iterations = [int(name.split(".state")[0]) for name in scandir(state_folder, suffix="state")]
-            if iterations:
-                resume_state_path = osp.join(state_folder, f"{max(iterations)}.state")
-                opt["path"]["resume_state"] = resume_state_path
+        candidates = saved_training_states(state_folder)
+        if candidates:
+            resume_state_path, resume_state = _newest_loadable_state(candidates, opt, models_folder)
+            path_opt["resume_state"] = resume_state_path
+    resume_state_path = path_opt.get("resume_state")
     if resume_state_path is None:
         return None
-    if torch.cuda.is_available() and opt.get("num_gpu", 0) != 0:
-        device = torch.device("cuda", torch.cuda.current_device())
-    else:
-        device = torch.device("cpu")
-    resume_state = torch.load(resume_state_path, map_location=device, weights_only=False)
+    if resume_state is None:
+        resume_state = read_training_state(resume_state_path)
     check_resume(opt, resume_state["iter"])
     return resume_state
+
+
+def read_training_state(path: str) -> dict:
+    """A BasicSR training state (``iter``, ``epoch``, ``optimizers``, ``schedulers``), read as data only.
+
+    Raises:
+        UnreadableFileError: naming ``path``: unsafe, corrupt, or not a training state.
+    """
+    state = load_torch_file(path, "training state")
+    missing = {"iter", "epoch", "optimizers", "schedulers"} - set(state if isinstance(state, dict) else ())
+    if missing:
+        raise UnreadableFileError(
+            f"training state {path} is not a BasicSR training state (no {sorted(missing)})"
+        )
+    return state
+
+
+def saved_training_states(folder: str) -> list[tuple[int, str]]:
+    """``(iteration, path)`` of the ``<iteration>.state`` files in ``folder``, newest first.
+
+    Other files (``backup.state``, ``.tmp`` leftovers) are skipped, with a notice for ``*.state``.
+    """
+    if not osp.isdir(folder):
+        return []
+    states = []
+    for name in os.listdir(folder):
+        match = re.fullmatch(r"(\d+)\.state", name)
+        if match:
+            states.append((int(match.group(1)), osp.join(folder, name)))
+        elif name.endswith(".state"):
+            logger.warning(f"ignoring {osp.join(folder, name)} when resuming: not named <iteration>.state")
+    return sorted(states, reverse=True)
+
+
+def _newest_loadable_state(candidates: list[tuple[int, str]], opt: dict, models_folder: str):
+    failures = []
+    for iteration, state_path in candidates:
+        try:
+            state = read_training_state(state_path)
+            for checkpoint in _resume_checkpoints(opt, models_folder, iteration):
+                load_torch_file(checkpoint, "network checkpoint")
+        except (UnreadableFileError, FileNotFoundError) as error:
+            failures.append(str(error))
+            continue
+        if failures:
+            skipped = "".join(f"\n  - {failure}" for failure in failures)
+            logger.warning(
+                f"--auto_resume: resuming from {state_path} (iteration {iteration}); skipped:{skipped}"
+            )
+        return state_path, state
+    listed = "".join(f"\n  - {failure}" for failure in failures)
+    raise RuntimeError(
+        f"--auto_resume: no training state in {osp.dirname(candidates[0][1])} can be resumed:{listed}\n"
+        "Move the broken files away to resume from an older state, or drop --auto_resume to start over."
+    )
+
+
+def _resume_checkpoints(opt: dict, models_folder: str, iteration: int) -> list[str]:
+    """The network files BasicSR's ``check_resume`` will load for a resume from ``iteration``."""
+    ignored = opt["path"].get("ignore_resume_networks") or []
+    return [
+        osp.join(models_folder, f"net_{key.removeprefix('network_')}_{iteration}.pth")
+        for key in opt
+        if key.startswith("network_") and key not in ignored
+    ]
 
 
 def init_dist_pytorch(backend: str = "nccl", **kwargs) -> None:
