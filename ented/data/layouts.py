@@ -18,6 +18,9 @@ Layouts (option ``layout``):
     hold several paths separated by ``;`` or ``|`` (a ``['a.png', 'b.png']`` list also works).
     Without a header (FFHQ-Ref's reference mapping): ``gt_path,ref_path,ref_path,...``.
 
+List and CSV files are UTF-8 text; a byte-order mark is ignored. A line repeated exactly is an
+error naming both lines (it would count a sample twice).
+
 Paths are relative to the dataset roots (absolute paths are kept); a path without an extension
 gets ``.png``. Rows without an identity are grouped by shared images: two rows that share a gt or a
 reference belong to the same person (connected components), which is what "mismatched"
@@ -78,12 +81,17 @@ def is_image_file(name: str) -> bool:
 def scan_identity_folders(root: str) -> list:
     """One record per image of ``root/<identity>/``, identity-major and sorted by name.
 
+    The one scanner of the ``identity_folders`` layout: the datasets, ``ented-prepare split`` /
+    ``testset`` and ``ented-prepare lmdb`` all read a root through it, so they see the same images.
+    It does not descend further: folders inside an identity folder (such as the ``lq/<identity>/``
+    tree ``ented-prepare testset`` writes) are ignored, with a warning.
+
     Raises:
         FileNotFoundError: ``root`` is not a folder.
     """
     if not os.path.isdir(root):
         raise FileNotFoundError(f"dataset folder {root} does not exist")
-    records, stray = [], []
+    records, stray, nested = [], [], []
     for identity in sorted(os.listdir(root)):
         folder = os.path.join(root, identity)
         if not os.path.isdir(folder):
@@ -91,8 +99,20 @@ def scan_identity_folders(root: str) -> list:
                 stray.append(identity)
             continue
         for name in sorted(os.listdir(folder)):
-            if is_image_file(name) and not name.startswith("."):
+            if name.startswith("."):
+                continue
+            if os.path.isdir(os.path.join(folder, name)):
+                nested.append(f"{identity}/{name}")
+            elif is_image_file(name):
                 records.append(FaceRecord(f"{identity}/{name}", None, None, identity, folder))
+    if nested:
+        logger.warning(
+            "%s: ignoring %d folder(s) inside identity folders (e.g. %s); the identity_folders layout "
+            "is root/<identity>/<image> and does not descend further",
+            root,
+            len(nested),
+            nested[0],
+        )
     if stray:
         logger.warning(
             "%s: ignoring %d image(s) outside identity folders (e.g. %s); the identity_folders layout "
@@ -110,29 +130,59 @@ def read_lmdb_identities(lmdb_root: str) -> list:
     if not os.path.isfile(meta):
         raise FileNotFoundError(f"lmdb {lmdb_root} has no meta_info.txt")
     records = []
-    with open(meta, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            name = line.split()[0]
-            key = os.path.splitext(name)[0]
-            if "/" not in key:
-                raise ValueError(
-                    f"{meta}:{lineno}: key {key!r} has no identity; expected '<identity>/<image>' "
-                    "(pack identity folders with `ented-prepare lmdb`)"
-                )
-            records.append(FaceRecord(name, None, None, key.split("/", 1)[0], f"{meta}:{lineno}"))
+    for lineno, line in _text_lines(meta):
+        if not line.strip():
+            continue
+        name = line.split()[0]
+        key = os.path.splitext(name)[0]
+        if "/" not in key:
+            raise ValueError(
+                f"{meta}:{lineno}: key {key!r} has no identity; expected '<identity>/<image>' "
+                "(pack identity folders with `ented-prepare lmdb`)"
+            )
+        records.append(FaceRecord(name, None, None, key.split("/", 1)[0], f"{meta}:{lineno}"))
     return records
+
+
+def _text_lines(path: str) -> list:
+    """``[(line number, line)]`` of a UTF-8 text file, a byte-order mark dropped.
+
+    Raises:
+        ValueError: naming ``path`` and the line, when the file is not UTF-8.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        lineno = data[: error.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path}:{lineno}: not UTF-8 text (byte {data[error.start : error.start + 1]!r}); "
+            "save the file as UTF-8"
+        ) from None
+    return list(enumerate(text.replace("\r\n", "\n").split("\n"), 1))
 
 
 def _content_lines(path: str):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"list file {path} does not exist")
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            text = line.split("#", 1)[0].strip()
-            if text:
-                yield lineno, text
+    for lineno, line in _text_lines(path):
+        text = line.split("#", 1)[0].strip()
+        if text:
+            yield lineno, text
+
+
+def _refuse_repeats(records: list, path: str) -> None:
+    """Raises ``ValueError`` naming both lines when two records of ``path`` are identical."""
+    seen: dict = {}
+    for record in records:
+        key = (record.gt, record.lq, tuple(record.refs or ()), record.identity)
+        if key in seen:
+            raise ValueError(
+                f"{record.source}: repeats {seen[key]}; every line of {path} must be unique "
+                "(a repeated line would count its sample twice)"
+            )
+        seen[key] = record.source
 
 
 def read_list_file(path: str) -> list:
@@ -166,6 +216,7 @@ def read_list_file(path: str) -> list:
         records.append(FaceRecord(gt, lq, refs if refs is not None else [], identity, where))
     if not records:
         raise ValueError(f"list file {path} has no entries")
+    _refuse_repeats(records, path)
     if kind == "triplet":
         group_by_shared_images(records)
     return records
@@ -184,8 +235,8 @@ def read_ffhq_ref_csv(path: str) -> list:
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"CSV file {path} does not exist")
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = [(lineno, row) for lineno, row in enumerate(csv.reader(f), 1) if any(c.strip() for c in row)]
+    lines = [line for _, line in _text_lines(path)]
+    rows = [(lineno, row) for lineno, row in enumerate(csv.reader(lines), 1) if any(c.strip() for c in row)]
     if not rows:
         raise ValueError(f"CSV file {path} has no rows")
     header = [c.strip().lower() for c in rows[0][1]]
@@ -217,6 +268,7 @@ def read_ffhq_ref_csv(path: str) -> list:
         records.append(FaceRecord(gt, lq, refs, identity, where))
     if not records:
         raise ValueError(f"CSV file {path} has a header but no rows")
+    _refuse_repeats(records, path)
     group_by_shared_images(records)
     return records
 
