@@ -142,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--map-size", type=_integer(1 << 20), help="bytes, >= 1 MiB (default: 10x the files, at least 1 GiB)"
     )
     p.add_argument("--compress-level", type=_integer(0, 9), default=1, help="PNG level, 0-9")
+    p.add_argument(
+        "--lq-of",
+        metavar="LIST",
+        help="pack the stored lq files of this triplet list instead (ROOT: its dataroot_lq)",
+    )
 
     p = sub.add_parser("astronaut", help="write skimage's astronaut photo as an FFHQ-aligned face")
     p.add_argument("path")
@@ -178,6 +183,7 @@ def run(args) -> object:
         return preparation.pack_lmdb(
             args.root,
             args.lmdb_path,
+            paths=preparation.stored_lq_paths(args.lq_of) if args.lq_of else None,
             map_size=args.map_size,
             compress_level=args.compress_level,
             progress=progress,

@@ -88,6 +88,10 @@ def test_test_lq_written_into_the_root_never_reach_the_lmdb(face_root, tmp_path,
     assert keys == sorted(os.path.splitext(p)[0] + ".png" for p in disk) and len(keys) == 9
     assert not [k for k in keys if k.startswith("lq/")]
     assert "ignoring 3 folder(s) inside identity folders (e.g. lq/id0000)" in caplog.text
+    lq_lmdb = str(tmp_path / "lq.lmdb")  # the stored lq files are packed only when asked for
+    assert main(["-q", "lmdb", str(face_root), lq_lmdb, "--lq-of", str(face_root / "test_list.txt")]) == 0
+    lq_keys = [line.split()[0] for line in open(os.path.join(lq_lmdb, "meta_info.txt"))]
+    assert lq_keys == [f"lq/id000{i}/id000{i}_0.png" for i in range(3)]
 
 
 # ---------------------------------------------------------------- 7: collisions and repeats

@@ -332,6 +332,25 @@ def prepare_test_set(
     return list_path
 
 
+def stored_lq_paths(list_path: str) -> list:
+    """The stored lq files a triplet list names (``lq/<identity>/...``), sorted: what to pack into
+    an lmdb used as ``dataroot_lq``.
+
+    Raises:
+        ValueError: the list names no stored lq file, or an absolute one (an lmdb key is relative).
+    """
+    records = read_list_file(list_path)
+    for record in records:
+        if record.lq is not None and os.path.isabs(record.lq):
+            raise ValueError(
+                f"{record.source}: lq path {record.lq} is absolute; an lmdb key must be relative"
+            )
+    paths = sorted({record.lq for record in records if record.lq is not None})
+    if not paths:
+        raise ValueError(f"{list_path} names no stored lq file (its lq column is empty or '-')")
+    return paths
+
+
 def pack_lmdb(
     root: str,
     lmdb_path: str,
