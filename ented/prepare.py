@@ -18,7 +18,7 @@ import math
 import sys
 
 from ented.data import preparation
-from ented.data.image_io import MAX_IMAGE_PIXELS_ENV, max_image_pixels
+from ented.data.image_io import DEFAULT_MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS_ENV
 from ented.data.synthetic_faces import write_synthetic_identity_set
 
 
@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_integer(1),
         default=None,
         help=f"refuse images above this many pixels (default: ${MAX_IMAGE_PIXELS_ENV} or "
-        f"{max_image_pixels()})",
+        f"{DEFAULT_MAX_IMAGE_PIXELS})",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     positive, seed = _integer(1), _integer(0)
