@@ -362,3 +362,48 @@ def test_torch_compile_fullgraph(seeded):
         torch.testing.assert_close(compiled(lq, ref), net(lq, ref))
     compiled_disc = torch.compile(disc, fullgraph=True, backend="eager")
     assert compiled_disc(_images(3, 32)).shape == (3, 1)
+
+
+def test_reference_attention_starts_as_faithful_ented_and_learns(seeded):
+    net = ENTED(**TINY_ENTED_64, reference_attention=(16, 32))
+    added = {n for n, _ in net.named_parameters()} - _param_names()
+    assert added and all(n.startswith(("reference_attention.16.", "reference_attention.32.")) for n in added)
+    lq, ref = _images(2, 64), _images(2, 64)
+    plain = ENTED(**TINY_ENTED_64)
+    plain.load_state_dict(net.state_dict(), strict=False)
+    with torch.no_grad():  # zero-initialised output projection: at start the decoder is ENTED's
+        torch.testing.assert_close(net.eval()(lq, ref), plain.eval()(lq, ref))
+        for module in net.reference_attention.values():
+            module.to_out.weight.normal_(0, 0.1)
+    net.train()
+    out = net(lq, ref)
+    (out * torch.randn_like(out)).mean().backward()
+    for name, p in net.reference_attention.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_reference_attention_maps_and_references(seeded):
+    net = ENTED(**TINY_ENTED_64, reference_attention=(32,), reference_attention_heads=2).eval()
+    with torch.no_grad():
+        net.reference_attention["32"].to_out.weight.normal_(0, 0.1)
+        lq, ref = _images(2, 64), _images(2, 64)
+        single = net(lq, ref)
+        _, aux = net(lq, torch.stack([ref, _images(2, 64), ref], 1), return_aux=True)
+        attention = aux["reference_attention"][32]
+        assert attention.shape == (2, 2, 32 * 32, 3 * 32 * 32)
+        torch.testing.assert_close(attention.sum(-1), torch.ones(2, 2, 32 * 32))
+        duplicated = net(lq, torch.stack([ref, ref], 1))
+        torch.testing.assert_close(duplicated, single, rtol=1e-4, atol=1e-5)
+    # with textures and refinement off, the attention is the reference's only way in
+    only_attention = ENTED(
+        **TINY_ENTED_64, reference_attention=(32,), use_refinement=False, num_labels={16: 0, 32: 0}
+    ).eval()
+    with torch.no_grad():
+        lq, ref, other = _images(2, 64), _images(2, 64), _images(2, 64)
+        torch.testing.assert_close(only_attention(lq, ref), only_attention(lq, other))
+        only_attention.reference_attention["32"].to_out.weight.normal_(0, 0.1)
+        assert (only_attention(lq, ref) - only_attention(lq, other)).abs().mean() > 1e-4
+    with pytest.raises(ValueError, match="reference_attention must be"):
+        ENTED(**TINY_ENTED_64, reference_attention=(64,))
+    with pytest.raises(ValueError, match="divisible"):
+        ENTED(**TINY_ENTED_64, reference_attention=(32,), reference_attention_heads=5)

@@ -18,6 +18,7 @@ from einops import rearrange
 from torch import nn
 
 from ented.archs.latent_refinement import LatentRefinement
+from ented.archs.reference_attention import DenseReferenceAttention
 from ented.archs.stylegan2_layers import EqualConv2d, EqualLinear, FusedLeakyReLU, ModulatedConv2d, ToRGB
 from ented.archs.texture_ops import TextureDistribution, TextureExtraction
 from ented.archs.vector_quantizer import VectorQuantizer
@@ -176,6 +177,13 @@ class ENTED(nn.Module):
             features, through a 1x1 conv, are added to the decoder after the scale's first conv
             [default: none; the spec's optional "further encoder->decoder residuals at 32..128"].
             Needs ``identity_residual=True``.
+        reference_attention: Resolutions (16..out_size/2) at which the decoder, after the scale's
+            first conv, attends densely to ``E_ref``'s features of the same scale
+            (:mod:`ented.archs.reference_attention`) [not in the paper; default: none = faithful
+            ENTED]. This is what carries spatially precise detail (moles, scars) from the
+            reference; e.g. ``(32,)`` for a 64 px model, ``(64, 128)`` at 512.
+        reference_attention_dim: Query/key size per head of the reference attention [default: 64].
+        reference_attention_heads: Heads of the reference attention [default: 1].
 
     ``ref=None`` uses ``lq`` itself as the reference ("self reference"): the network still runs,
     but its textures then come from the degraded image. A reference of another person supplies
@@ -206,6 +214,9 @@ class ENTED(nn.Module):
         rgb_kernel_size: int = 3,
         channels_last: bool = True,
         lq_skips: tuple = (),
+        reference_attention: tuple = (),
+        reference_attention_dim: int = 64,
+        reference_attention_heads: int = 1,
     ):
         super().__init__()
         check_out_size(out_size)
@@ -232,6 +243,9 @@ class ENTED(nn.Module):
             "rgb_kernel_size": rgb_kernel_size,
             "channels_last": channels_last,
             "lq_skips": [int(r) for r in lq_skips],
+            "reference_attention": [int(r) for r in reference_attention],
+            "reference_attention_dim": reference_attention_dim,
+            "reference_attention_heads": reference_attention_heads,
         }
         json.dumps(self.config)  # fails early if an argument cannot be saved
         self.out_size = out_size
@@ -278,6 +292,19 @@ class ENTED(nn.Module):
         self.lq_skips = nn.ModuleDict(
             {str(r): EqualConv2d(ch[r], ch[r], 1) for r in sorted(self.config["lq_skips"])}
         )
+        bad = [r for r in self.config["reference_attention"] if r not in ch or r == out_size]
+        if bad:
+            raise ValueError(
+                f"reference_attention must be resolutions between 16 and {out_size // 2}, got {bad}"
+            )
+        self.reference_attention = nn.ModuleDict(
+            {
+                str(r): DenseReferenceAttention(
+                    ch[r], ch[r], reference_attention_dim, reference_attention_heads
+                )
+                for r in sorted(self.config["reference_attention"])
+            }
+        )
         self.convs = nn.ModuleList()
         self.to_rgbs = nn.ModuleList()
         for i, res in enumerate(sizes):
@@ -292,7 +319,13 @@ class ENTED(nn.Module):
         """Trainable parameters split into 'attention' (extraction/distribution convs, refinement, VQ;
         they get lr 1e-4 in training [default]) and 'base' (everything else). Only parameters with
         ``requires_grad`` are listed, each exactly once."""
-        attention_types = (TextureExtraction, TextureDistribution, LatentRefinement, VectorQuantizer)
+        attention_types = (
+            TextureExtraction,
+            TextureDistribution,
+            LatentRefinement,
+            VectorQuantizer,
+            DenseReferenceAttention,
+        )
         attention_ids = {
             id(p) for m in self.modules() if isinstance(m, attention_types) for p in m.parameters()
         }
@@ -349,7 +382,8 @@ class ENTED(nn.Module):
             out (B, 3, S, S) (no tanh); with ``return_aux`` also a dict:
             'texture_attention': one (extraction (B, K, k, h, w), distribution (B, K*k, h, w))
             pair per distribution layer, decoder order; 'vq': {'loss', 'indices' (B, 16, 16),
-            'perplexity', 'used_fraction'} when ``use_vq``.
+            'perplexity', 'used_fraction'} when ``use_vq``; 'reference_attention': {res: (B, heads,
+            h*w, K*h*w)} for each dense reference attention.
         """
         refs = self._references(lq, ref)
         batch = refs.shape[0]
@@ -381,7 +415,7 @@ class ENTED(nn.Module):
         if self.style_mapping is not None:
             styles = self.style_mapping(z_dec)
 
-        texture_attention = []
+        texture_attention, reference_attention = [], {}
         x, rgb = z_dec, None
         for i, res in enumerate(self.sizes):
             for j in range(2):
@@ -389,6 +423,11 @@ class ENTED(nn.Module):
                 x, dist = self.convs[2 * i + j](x, style, textures.get((res, j)))
                 if j == 0 and str(res) in self.lq_skips:
                     x = x + self.lq_skips[str(res)](lq_by_res[res])
+                if j == 0 and str(res) in self.reference_attention:
+                    ref_feat = rearrange(ref_by_res[res], "(b k) c h w -> b k c h w", b=batch)
+                    x, attention = self.reference_attention[str(res)](x, ref_feat, return_aux)
+                    if return_aux:
+                        reference_attention[res] = attention
                 if return_aux and dist is not None:
                     texture_attention.append((extraction_maps[(res, j)], dist))
             rgb = self.to_rgbs[i](x, None if styles is None else styles[:, 3 * i + 2], rgb)
@@ -396,4 +435,5 @@ class ENTED(nn.Module):
         if not return_aux:
             return rgb
         aux["texture_attention"] = texture_attention
+        aux["reference_attention"] = reference_attention
         return rgb, aux
