@@ -130,6 +130,10 @@ class UnreadableFileError(ValueError):
     """A ``torch.save`` file that is corrupt, truncated, or holds more than data (refused)."""
 
 
+class UnsafeFileError(UnreadableFileError):
+    """A ``torch.save`` file refused because unpickling it would call more than data types."""
+
+
 def load_torch_file(path: str | os.PathLike, what: str = "file", safe_globals: list | None = None):
     """``torch.load`` onto the CPU as data only (``weights_only=True``), naming the file on failure.
 
@@ -142,7 +146,8 @@ def load_torch_file(path: str | os.PathLike, what: str = "file", safe_globals: l
         safe_globals: Extra globals (or ``(global, "module.name")`` pairs) the file may use.
 
     Raises:
-        UnreadableFileError: naming ``path`` and why: unsafe content, corrupt or truncated.
+        UnreadableFileError: naming ``path`` and why: corrupt or truncated, or (``UnsafeFileError``)
+            unsafe content.
         FileNotFoundError: ``path`` does not exist.
     """
     import torch
@@ -154,7 +159,7 @@ def load_torch_file(path: str | os.PathLike, what: str = "file", safe_globals: l
         with torch.serialization.safe_globals(list(safe_globals or [])):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise UnreadableFileError(
+        raise UnsafeFileError(
             f"{what} {path} was refused: it holds objects other than tensors and plain containers, "
             f"and loading it could run code ({_unpickling_reason(error)})"
         ) from error

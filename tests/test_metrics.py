@@ -1,6 +1,10 @@
-"""LPIPS, identity similarity and folder FID, offline with random or tiny networks (CPU)."""
+"""LPIPS, identity similarity and folder FID, offline with random or tiny networks (CPU).
+
+Random networks are opt-in (``allow_random_weights``): the tests that use them say so.
+"""
 
 import logging
+import os
 
 import cv2
 import lpips
@@ -32,7 +36,7 @@ def noisy(img, sigma, seed=0):
 
 # ---------------------------------------------------------------------------------- LPIPS
 def test_lpips_is_zero_for_identical_and_grows_with_noise(face):
-    opt = {"type": "calculate_ented_lpips", "better": "lower"}
+    opt = {"type": "calculate_ented_lpips", "better": "lower", "allow_random_weights": True}
     assert calculate_metric({"img": face, "img2": face.copy()}, opt) == 0.0
     distances = [calculate_metric({"img": noisy(face, sigma), "img2": face}, opt) for sigma in (3, 15, 60)]
     assert 0 < distances[0] < distances[1] < distances[2]
@@ -41,10 +45,10 @@ def test_lpips_is_zero_for_identical_and_grows_with_noise(face):
 def test_lpips_crop_border_ignores_the_border(face):
     changed = face.copy()
     changed[:4] = 255
-    assert lpips_metric.calculate_ented_lpips(changed, face) > 0
-    assert lpips_metric.calculate_ented_lpips(changed, face, crop_border=4) == 0.0
+    assert lpips_metric.calculate_ented_lpips(changed, face, allow_random_weights=True) > 0
+    assert lpips_metric.calculate_ented_lpips(changed, face, crop_border=4, allow_random_weights=True) == 0.0
     with pytest.raises(ValueError, match="one shape"):
-        lpips_metric.calculate_ented_lpips(face, face[:32])
+        lpips_metric.calculate_ented_lpips(face, face[:32], allow_random_weights=True)
 
 
 def test_lpips_network_is_built_once(face, monkeypatch, caplog):
@@ -59,9 +63,9 @@ def test_lpips_network_is_built_once(face, monkeypatch, caplog):
     monkeypatch.setattr(lpips_metric, "LPIPS_NETWORKS", {})
     with caplog.at_level(logging.WARNING, logger="ented.metrics.lpips_metric"):
         for sigma in (5, 10, 20, 40):
-            lpips_metric.calculate_ented_lpips(noisy(face, sigma), face, ref=face)
+            lpips_metric.calculate_ented_lpips(noisy(face, sigma), face, ref=face, allow_random_weights=True)
     assert built == ["alex"]
-    assert caplog.text.count("random backbone") == 1
+    assert caplog.text.count("LPIPS (random weights)") == 1
     assert list(lpips_metric.LPIPS_NETWORKS) == [("alex", None, "cpu")]
 
 
@@ -149,7 +153,11 @@ def test_identity_similarity_against_ref_uses_ref(face, tiny_weights, monkeypatc
 
 def test_identity_encoder_is_built_once(face, monkeypatch):
     monkeypatch.setattr(identity_metric, "IDENTITY_ENCODERS", {})
-    opt = {"type": "calculate_ented_identity_similarity", "arch": dict(TINY_CONFIG, layers=[1, 1, 1, 1])}
+    opt = {
+        "type": "calculate_ented_identity_similarity",
+        "arch": dict(TINY_CONFIG, layers=[1, 1, 1, 1]),
+        "allow_random_weights": True,
+    }
     encoders = set()
     for sigma in (5, 10, 20):
         calculate_metric({"img": noisy(face, sigma), "img2": face}, opt)
@@ -175,35 +183,59 @@ def folders(tmp_path_factory):
 
 def test_fid_folder_against_itself_and_shifted(folders, tmp_path):
     original, shifted = folders
-    itself = fid_metric.calculate_ented_fid_folder(original, original, dims=64, device="cpu")
-    moved = fid_metric.calculate_ented_fid_folder(original, shifted, dims=64, device="cpu")
+    itself = fid_metric.calculate_ented_fid_folder(
+        original, original, dims=64, device="cpu", allow_random_weights=True
+    )
+    moved = fid_metric.calculate_ented_fid_folder(
+        original, shifted, dims=64, device="cpu", allow_random_weights=True
+    )
     assert abs(itself) < 1e-6
     assert moved > 1000 * max(abs(itself), 1e-9)
-    mu, sigma = fid_metric.folder_statistics(shifted, dims=64, device="cpu")
+    mu, sigma = fid_metric.folder_statistics(shifted, dims=64, device="cpu", allow_random_weights=True)
     stats = tmp_path / "shifted.npz"
     fid_metric.save_statistics(str(stats), mu, sigma)
-    from_stats = fid_metric.calculate_ented_fid_folder(original, str(stats), dims=64, device="cpu")
+    from_stats = fid_metric.calculate_ented_fid_folder(
+        original, str(stats), dims=64, device="cpu", allow_random_weights=True
+    )
     assert from_stats == pytest.approx(moved, rel=1e-6)
     basicsr_stats = tmp_path / "inception_shifted.pth"  # BasicSR/GFPGAN's format: numpy mean/cov
     torch.save({"name": "shifted", "mean": mu, "cov": sigma}, basicsr_stats)
     assert (
-        fid_metric.calculate_ented_fid_folder(original, str(basicsr_stats), dims=64, device="cpu")
+        fid_metric.calculate_ented_fid_folder(
+            original, str(basicsr_stats), dims=64, device="cpu", allow_random_weights=True
+        )
         == from_stats
     )
     with pytest.raises(ValueError, match="2048"):
-        fid_metric.calculate_ented_fid_folder(original, str(stats), dims=2048, device="cpu")
+        fid_metric.calculate_ented_fid_folder(
+            original, str(stats), dims=2048, device="cpu", allow_random_weights=True
+        )
 
 
 def test_fid_cli_and_cached_network(folders, tmp_path, capsys):
     original, shifted = folders
-    network = fid_metric.get_fid_inception(None, 64, "cpu")
+    network = fid_metric.get_fid_inception(None, 64, "cpu", allow_random_weights=True)
     stats = tmp_path / "original.npz"
-    fid = fid_metric.main([original, shifted, "--dims", "64", "--device", "cpu", "--save-stats", str(stats)])
-    assert f"FID {fid:.4f}" in capsys.readouterr().out
+    fid = fid_metric.main(
+        [
+            original,
+            shifted,
+            "--dims",
+            "64",
+            "--device",
+            "cpu",
+            "--save-stats",
+            str(stats),
+            "--allow-random-weights",
+        ]
+    )
+    assert f"FID {fid:.4f} (random weights)" in capsys.readouterr().out
     # FID is symmetric: the saved statistics of the restored folder stand in for that folder.
-    from_stats = fid_metric.calculate_ented_fid_folder(shifted, str(stats), dims=64, device="cpu")
+    from_stats = fid_metric.calculate_ented_fid_folder(
+        shifted, str(stats), dims=64, device="cpu", allow_random_weights=True
+    )
     assert fid == pytest.approx(from_stats)
-    assert fid_metric.get_fid_inception(None, 64, "cpu") is network
+    assert fid_metric.get_fid_inception(None, 64, "cpu", allow_random_weights=True) is network
 
 
 def test_fid_rejects_missing_or_empty_folders(tmp_path):
@@ -217,3 +249,113 @@ def test_registered_metric_names():
     for name in ("calculate_ented_lpips", "calculate_ented_identity_similarity"):
         assert name in METRIC_REGISTRY
     assert "calculate_psnr" in METRIC_REGISTRY  # BasicSR's own stay available by name
+
+
+# --------------------------------------------------------- random weights only when asked for
+@pytest.fixture
+def no_cached_weights(tmp_path, monkeypatch):
+    """An empty torch hub cache and a working directory without experiments/pretrained_models."""
+    previous = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(lpips_metric, "LPIPS_NETWORKS", {})
+    monkeypatch.setattr(fid_metric, "FID_INCEPTIONS", {})
+    monkeypatch.setattr(identity_metric, "IDENTITY_ENCODERS", {})
+    yield
+    torch.hub.set_dir(previous)
+
+
+def test_lpips_without_weights_refuses_unless_random_weights_allowed(face, no_cached_weights, caplog):
+    opt = {"type": "calculate_ented_lpips", "better": "lower"}
+    with pytest.raises(
+        ValueError, match=r"(?s)alexnet-owt-7be5be79\.pth.*download\.pytorch\.org.*allow_random_weights"
+    ):
+        calculate_metric({"img": face, "img2": face}, opt)
+    assert not lpips_metric.LPIPS_NETWORKS
+    with caplog.at_level(logging.WARNING, logger="ented.metrics.lpips_metric"):
+        assert calculate_metric({"img": face, "img2": face}, opt | {"allow_random_weights": True}) == 0.0
+    assert "LPIPS (random weights)" in caplog.text
+
+
+def test_identity_without_weights_refuses_unless_random_weights_allowed(face, no_cached_weights, caplog):
+    opt = {"type": "calculate_ented_identity_similarity", "arch": dict(TINY_CONFIG, layers=[1, 1, 1, 1])}
+    with pytest.raises(ValueError, match=r"(?s)weights_path.*backbone\.pth.*allow_random_weights"):
+        calculate_metric({"img": face, "img2": face}, opt)
+    with caplog.at_level(logging.WARNING, logger="ented.metrics.identity_metric"):
+        same = calculate_metric({"img": face, "img2": face}, opt | {"allow_random_weights": True})
+    assert same == pytest.approx(1.0, abs=1e-5)
+    assert "identity similarity (random weights)" in caplog.text
+
+
+def test_fid_without_weights_refuses_unless_random_weights_allowed(folders, no_cached_weights, capsys):
+    original, shifted = folders
+    with pytest.raises(
+        ValueError, match=r"(?s)pt_inception-2015-12-05-6726825d\.pth.*github\.com.*allow_random_weights"
+    ):
+        fid_metric.calculate_ented_fid_folder(original, shifted, dims=64, device="cpu")
+    with pytest.raises(ValueError, match="--allow-random-weights"):
+        fid_metric.main([original, shifted, "--dims", "64", "--device", "cpu"])
+    fid_metric.main([original, shifted, "--dims", "64", "--device", "cpu", "--allow-random-weights"])
+    assert capsys.readouterr().out.rstrip().endswith("(random weights)")
+
+
+def test_validation_log_labels_metrics_that_allow_random_weights():
+    from types import SimpleNamespace
+
+    from ented.models.ented_model import ENTEDModel
+
+    metrics = {
+        "psnr": {"type": "calculate_psnr"},
+        "lpips": {"type": "calculate_ented_lpips", "allow_random_weights": True},
+    }
+    model = SimpleNamespace(
+        opt={"val": {"metrics": metrics}},
+        metric_results={"psnr": 20.0, "lpips": 0.25},
+        best_metric_results={"val": {m: {"val": v, "iter": 1} for m, v in (("psnr", 20.0), ("lpips", 0.25))}},
+    )
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    basicsr_logger = logging.getLogger("basicsr")
+    level = basicsr_logger.level
+    basicsr_logger.addHandler(handler)
+    basicsr_logger.setLevel(logging.INFO)
+    try:
+        ENTEDModel._log_validation_metric_values(model, 1, "val", None)
+    finally:
+        basicsr_logger.removeHandler(handler)
+        basicsr_logger.setLevel(level)
+    text = "\n".join(record.getMessage() for record in records)
+    assert "# lpips (random weights allowed): 0.2500" in text
+    assert "# psnr: 20.0000" in text
+
+
+# ------------------------------------------------------- FID on ented's own folder layouts
+def test_fid_reads_identity_folders_and_skips_comparison_grids(folders, tmp_path):
+    """``ented-test`` writes ``<sample>_output_<suffix>.png`` and ``<sample>_grid_<suffix>.png``."""
+    from types import SimpleNamespace
+
+    from ented.models.ented_model import ENTEDModel
+
+    original, _ = folders
+    results = tmp_path / "visualization"
+    model = SimpleNamespace(opt={"val": {"suffix": None}, "path": {"visualization": str(results)}})
+    layout = tmp_path / "by_identity"
+    for i, name in enumerate(sorted(os.listdir(original))):
+        img = cv2.imread(os.path.join(original, name))
+        identity = layout / f"id{i % 3:04d}"
+        identity.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(identity / name), img)
+        output = ENTEDModel._visual_path(model, "test", f"id{i:04d}_0", 5, "output")
+        grid = ENTEDModel._visual_path(model, "test", f"id{i:04d}_0", 5, "grid")
+        os.makedirs(os.path.dirname(output), exist_ok=True)
+        cv2.imwrite(output, img)
+        cv2.imwrite(grid, np.concatenate([img, 255 - img, img, img], axis=1))
+
+    assert len(fid_metric.list_images(str(layout))) == 8
+    listed = fid_metric.list_images(str(results))
+    assert len(listed) == 8 and not any("_grid_" in path for path in listed)
+    assert len(list(results.rglob("*_grid_*.png"))) == 8
+    kwargs = {"dims": 64, "device": "cpu", "allow_random_weights": True}
+    assert fid_metric.calculate_ented_fid_folder(str(layout), original, **kwargs) < 1e-6
+    assert fid_metric.calculate_ented_fid_folder(str(results), original, **kwargs) < 1e-6

@@ -13,9 +13,15 @@ It uses BasicSR's FID pieces: the Inception-v3 variant of TensorFlow's FID (Basi
 
 Weights, in order: ``weights_path`` (``pt_inception-2015-12-05-6726825d.pth`` from pytorch-fid's
 releases, a path or ``hf://`` spec); BasicSR's ``experiments/pretrained_models/`` copy of that
-file; torch's hub cache (``$TORCH_HOME/hub/checkpoints/``). Otherwise the network is random
-(seeded, identical across runs) and a warning is logged: such FIDs only compare folders scored
-in the same set-up and must never be reported.
+file; torch's hub cache (``$TORCH_HOME/hub/checkpoints/``). Without any of them the FID
+refuses to run (``ValueError`` naming the file and where to get it), unless random weights
+are asked for explicitly (``allow_random_weights=True``, ``--allow-random-weights``): the network
+is then random (seeded, identical across runs), a warning says so and the command line prints
+the value as ``FID ... (random weights)``. Such FIDs only compare folders scored in the same
+set-up and must never be reported.
+
+Folders are read with their sub-folders (the folder-per-identity layout), leaving out the
+comparison grids ``ented-test`` writes next to its outputs.
 
 Caching. Networks live in the module-level ``FID_INCEPTIONS`` dict keyed by
 ``(weights file or None, dims, device)``.
@@ -24,7 +30,6 @@ Caching. Networks live in the module-level ``FID_INCEPTIONS`` dict keyed by
 import argparse
 import logging
 import os
-import pickle
 import sys
 
 import cv2
@@ -36,13 +41,15 @@ from basicsr.archs import inception as basicsr_inception
 from basicsr.metrics.fid import calculate_fid
 from torch import nn
 
-from ented.hub_weights import load_weights_file, resolve_weights
+from ented.hub_weights import UnsafeFileError, load_torch_file, load_weights_file, resolve_weights
 from ented.metrics.image_convert import bgr_image_to_tensor, default_device
 
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 FID_WEIGHTS_NAME = os.path.basename(basicsr_inception.FID_WEIGHTS_URL)
+# ENTEDModel names its comparison grids ``<sample>_grid_<suffix>.png`` (``_visual_path``).
+COMPARISON_GRID_MARK = "_grid_"
 
 # (weights file or None, dims, device) -> FIDInceptionFeatures in eval mode.
 FID_INCEPTIONS: dict = {}
@@ -90,6 +97,7 @@ class FIDInceptionFeatures(nn.Module):
         last = basicsr_inception.InceptionV3.BLOCK_INDEX_BY_DIM[dims]
         self.blocks = nn.Sequential(*[nn.Sequential(*block) for block in blocks[: last + 1]])
         self.dims = dims
+        self.random_weights = state_dict is None
         self.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -97,23 +105,38 @@ class FIDInceptionFeatures(nn.Module):
         return F.adaptive_avg_pool2d(self.blocks(x), 1).flatten(1)
 
 
-def get_fid_inception(weights_path: str | None = None, dims: int = 2048, device=None) -> FIDInceptionFeatures:
+def get_fid_inception(
+    weights_path: str | None = None, dims: int = 2048, device=None, allow_random_weights: bool = False
+) -> FIDInceptionFeatures:
     """Returns the cached FID Inception for this configuration, building it on first use.
 
     Args:
         weights_path: ``pt_inception-2015-12-05-6726825d.pth`` path or ``hf://`` spec, or None
-            to look in the usual places (see the module docstring) and fall back to random weights.
+            to look in the usual places (see the module docstring).
         dims: Feature size: 2048 (standard), 768, 192 or 64.
         device: Where the network lives; default CUDA when available.
+        allow_random_weights: Use a random (seeded) network when no weights are found, instead
+            of raising.
+
+    Raises:
+        ValueError: No weights were found and random weights were not allowed.
     """
     device = default_device(device)
     path = resolve_weights(weights_path) if weights_path is not None else _find_local_weights()
     key = (path, dims, str(device))
     if key not in FID_INCEPTIONS:
         if path is None:
+            if not allow_random_weights:
+                raise ValueError(
+                    f"FID needs the Inception weights {FID_WEIGHTS_NAME}: give weights_path (--weights) or put "
+                    f"the file at {' or '.join(_local_weights_candidates())}; get it from "
+                    f"{basicsr_inception.FID_WEIGHTS_URL}. To score with a random network anyway (values "
+                    "comparable only within one set-up), set allow_random_weights (--allow-random-weights)"
+                )
             logger.warning(
-                f"FID: no Inception weights ({FID_WEIGHTS_NAME} not given and not found locally); using a "
-                "random Inception: FID values only compare folders within this set-up, never report them"
+                f"FID (random weights): no Inception weights ({FID_WEIGHTS_NAME} not given and not found "
+                "locally); allow_random_weights is set: FID values only compare folders within this set-up, "
+                "never report them"
             )
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)  # the same random network in every run
@@ -124,12 +147,15 @@ def get_fid_inception(weights_path: str | None = None, dims: int = 2048, device=
     return FID_INCEPTIONS[key]
 
 
-def _find_local_weights() -> str | None:
-    candidates = (
+def _local_weights_candidates() -> tuple[str, str]:
+    return (
         basicsr_inception.LOCAL_FID_WEIGHTS,
         os.path.join(torch.hub.get_dir(), "checkpoints", FID_WEIGHTS_NAME),
     )
-    return next((path for path in candidates if os.path.isfile(path)), None)
+
+
+def _find_local_weights() -> str | None:
+    return next((path for path in _local_weights_candidates() if os.path.isfile(path)), None)
 
 
 def _load_inception(path: str, dims: int) -> FIDInceptionFeatures:
@@ -140,31 +166,54 @@ def _load_inception(path: str, dims: int) -> FIDInceptionFeatures:
 
 
 def list_images(folder: str) -> list[str]:
-    """Returns the sorted image files directly inside ``folder``."""
+    """Returns the sorted image files in ``folder`` and its sub-folders, comparison grids left out.
+
+    Sub-folders are walked so that the project's folder-per-identity layout (``id0001/0.png``)
+    works. ``ented-test`` writes LQ | reference | output | GT grids (``<name>_grid_<suffix>.png``,
+    see ``ENTEDModel._visual_path``) next to the outputs; they are not faces and are skipped.
+    """
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"image folder {folder} does not exist")
-    names = sorted(name for name in os.listdir(folder) if name.lower().endswith(IMAGE_EXTENSIONS))
-    if not names:
-        raise ValueError(f"image folder {folder} has no images ({', '.join(IMAGE_EXTENSIONS)})")
-    return [os.path.join(folder, name) for name in names]
+    paths = []
+    for parent, subfolders, names in os.walk(folder):
+        subfolders.sort()
+        for name in sorted(names):
+            if name.lower().endswith(IMAGE_EXTENSIONS) and not is_comparison_grid(name):
+                paths.append(os.path.join(parent, name))
+    if not paths:
+        raise ValueError(
+            f"image folder {folder} has no images ({', '.join(IMAGE_EXTENSIONS)}; sub-folders included, "
+            "comparison grids excluded)"
+        )
+    return paths
+
+
+def is_comparison_grid(file_name: str) -> bool:
+    """Whether a file is one of ``ented-test``'s comparison grids (``<name>_grid_<suffix>.png``)."""
+    return COMPARISON_GRID_MARK in os.path.splitext(os.path.basename(file_name))[0]
 
 
 @torch.no_grad()
 def folder_statistics(
-    folder: str, weights_path: str | None = None, dims: int = 2048, batch_size: int = 16, device=None
+    folder: str,
+    weights_path: str | None = None,
+    dims: int = 2048,
+    batch_size: int = 16,
+    device=None,
+    allow_random_weights: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean and covariance of the Inception features of every image in a folder.
 
     Args:
-        folder: Folder of images (any size; each is resized to 299x299).
-        weights_path, dims, device: See :func:`get_fid_inception`.
+        folder: Folder of images (any size; each is resized to 299x299), sub-folders included.
+        weights_path, dims, device, allow_random_weights: See :func:`get_fid_inception`.
         batch_size: Images per forward pass.
 
     Returns:
         ``(mu, sigma)``: (dims,) and (dims, dims) float64 arrays.
     """
     device = default_device(device)
-    network = get_fid_inception(weights_path, dims, device)
+    network = get_fid_inception(weights_path, dims, device, allow_random_weights)
     paths = list_images(folder)
     features = []
     for start in range(0, len(paths), batch_size):
@@ -185,26 +234,72 @@ def _read_299(path: str, device) -> torch.Tensor:
 
 
 def load_statistics(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """Reads FID statistics: pytorch-fid's ``.npz`` (``mu``, ``sigma``) or BasicSR/GFPGAN's ``.pth``
-    (``mean``, ``cov``, as in ``inception_FFHQ_512.pth``; numpy arrays inside a ``.pth`` need full
-    unpickling, so load only ``.pth`` statistics you trust)."""
+    """Reads FID statistics as data only, never running code from the file.
+
+    Formats: pytorch-fid's ``.npz`` (``mu``, ``sigma``; object arrays refused), ``.safetensors``
+    (``mu``/``sigma`` or ``mean``/``cov``), or BasicSR/GFPGAN's ``.pth`` (``mean``, ``cov``, as in
+    ``inception_FFHQ_512.pth``), read with ``weights_only=True`` and only numpy's array
+    reconstruction allowed. A ``.pth`` that needs anything more is refused: see
+    :data:`CONVERT_HINT`.
+
+    Raises:
+        ValueError: naming ``path``: refused, unreadable, or without the two arrays.
+    """
     if path.endswith(".npz"):
-        with np.load(path) as stats:
-            return stats["mu"], stats["sigma"]
-    try:
-        stats = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # BasicSR/GFPGAN statistics hold numpy arrays, which the safe loader refuses.
-        logger.info(
-            f"FID statistics {path} hold numpy arrays: loading them with full unpickling (trusted files only)"
-        )
-        stats = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            with np.load(path, allow_pickle=False) as stats:
+                arrays = {key: stats[key] for key in stats.files}
+        except ValueError as error:  # numpy's "Object arrays cannot be loaded when allow_pickle=False"
+            raise ValueError(
+                f"FID statistics {path} were refused: {error} (object arrays need unpickling, which could "
+                "run code); save mu and sigma as float arrays: np.savez(path, mu=mu, sigma=sigma)"
+            ) from error
+    elif path.endswith(".safetensors"):
+        from safetensors.numpy import load_file
+
+        arrays = load_file(path)
+    else:
+        try:
+            arrays = load_torch_file(path, "FID statistics", safe_globals=_numpy_array_globals())
+        except UnsafeFileError as error:
+            raise ValueError(f"{error}; {CONVERT_HINT.format(path=path)}") from error
+    if not isinstance(arrays, dict):
+        raise ValueError(f"FID statistics {path} hold a {type(arrays).__name__}, not a dict of arrays")
     for mean_key, cov_key in (("mean", "cov"), ("mu", "sigma")):
-        if mean_key in stats and cov_key in stats:
-            return np.asarray(stats[mean_key]), np.asarray(stats[cov_key])
+        if mean_key in arrays and cov_key in arrays:
+            return _numeric_array(arrays[mean_key], path, mean_key), _numeric_array(
+                arrays[cov_key], path, cov_key
+            )
     raise ValueError(
-        f"FID statistics {path} have neither 'mean'/'cov' nor 'mu'/'sigma' (keys: {list(stats)})"
+        f"FID statistics {path} have neither 'mean'/'cov' nor 'mu'/'sigma' (keys: {list(arrays)})"
     )
+
+
+CONVERT_HINT = (
+    "if you trust the file, convert it once to .npz, which is read as data only: python -c "
+    "\"import numpy as np, torch; s = torch.load('{path}', weights_only=False); "
+    "np.savez('stats.npz', mu=np.asarray(s['mean']), sigma=np.asarray(s['cov']))\""
+)
+
+
+def _numpy_array_globals() -> list:
+    """The globals numpy arrays inside a ``torch.save`` file need, under both numpy 1 and 2 names."""
+    reconstruct = np.zeros(1).__reduce__()[0]  # numpy's _reconstruct, whatever module holds it
+    float_dtypes = [type(np.dtype(kind)) for kind in (np.float16, np.float32, np.float64)]
+    return [
+        np.ndarray,
+        np.dtype,
+        *float_dtypes,
+        (reconstruct, "numpy.core.multiarray._reconstruct"),
+        (reconstruct, "numpy._core.multiarray._reconstruct"),
+    ]
+
+
+def _numeric_array(value, path: str, key: str) -> np.ndarray:
+    array = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    if array.dtype.kind not in "fiu":
+        raise ValueError(f"FID statistics {path}: {key!r} is a {array.dtype} array, not numbers")
+    return array.astype(np.float64)
 
 
 def save_statistics(path: str, mu: np.ndarray, sigma: np.ndarray) -> None:
@@ -219,6 +314,7 @@ def calculate_ented_fid_folder(
     dims: int = 2048,
     batch_size: int = 16,
     device=None,
+    allow_random_weights: bool = False,
 ) -> float:
     """FID between a folder of restored faces and real faces (a folder or a statistics file).
 
@@ -227,27 +323,39 @@ def calculate_ented_fid_folder(
         folder_reference_or_stats: Folder of real images, or FID statistics (``.npz`` with
             ``mu``/``sigma``, or ``.pth`` with ``mean``/``cov``) computed with the same
             Inception weights and ``dims``.
-        weights_path: Inception weights (see the module docstring); None = look locally, else random.
+        weights_path: Inception weights (see the module docstring); None = look locally.
         dims: Feature size: 2048 for a standard FID; smaller ones suit tiny folders.
         batch_size: Images per forward pass.
         device: Where to run; default CUDA when available.
+        allow_random_weights: Without weights, use a random network instead of raising.
 
     Returns:
         The Frechet distance (0 for identical feature statistics). With fewer images than
         ``dims`` the covariances are singular and the value is unreliable.
     """
     # The reference first: a statistics file of the wrong size fails before any forward pass.
-    mu2, sigma2 = reference_statistics(folder_reference_or_stats, weights_path, dims, batch_size, device)
-    mu1, sigma1 = folder_statistics(folder_restored, weights_path, dims, batch_size, device)
+    mu2, sigma2 = reference_statistics(
+        folder_reference_or_stats, weights_path, dims, batch_size, device, allow_random_weights
+    )
+    mu1, sigma1 = folder_statistics(
+        folder_restored, weights_path, dims, batch_size, device, allow_random_weights
+    )
     return frechet_distance(mu1, sigma1, mu2, sigma2)
 
 
 def reference_statistics(
-    folder_or_stats: str, weights_path: str | None = None, dims: int = 2048, batch_size: int = 16, device=None
+    folder_or_stats: str,
+    weights_path: str | None = None,
+    dims: int = 2048,
+    batch_size: int = 16,
+    device=None,
+    allow_random_weights: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Statistics of a folder of images, or read from a statistics file (path or ``hf://`` spec)."""
     if os.path.isdir(folder_or_stats):
-        return folder_statistics(folder_or_stats, weights_path, dims, batch_size, device)
+        return folder_statistics(
+            folder_or_stats, weights_path, dims, batch_size, device, allow_random_weights
+        )
     mu, sigma = load_statistics(resolve_weights(folder_or_stats))
     if mu.shape != (dims,):
         raise ValueError(f"FID statistics {folder_or_stats} have {mu.shape[0]} dims, not {dims}")
@@ -273,18 +381,25 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument(
         "--save-stats", default=None, help="also write the restored folder's statistics (.npz)"
     )
+    parser.add_argument(
+        "--allow-random-weights",
+        action="store_true",
+        help="without Inception weights, score with a random network (values marked 'random weights')",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    random_ok = args.allow_random_weights
     mu1, sigma1 = folder_statistics(
-        args.folder_restored, args.weights, args.dims, args.batch_size, args.device
+        args.folder_restored, args.weights, args.dims, args.batch_size, args.device, random_ok
     )
     if args.save_stats:
         save_statistics(args.save_stats, mu1, sigma1)
     mu2, sigma2 = reference_statistics(
-        args.folder_reference_or_stats, args.weights, args.dims, args.batch_size, args.device
+        args.folder_reference_or_stats, args.weights, args.dims, args.batch_size, args.device, random_ok
     )
     fid = frechet_distance(mu1, sigma1, mu2, sigma2)
-    sys.stdout.write(f"FID {fid:.4f}\n")
+    random_network = get_fid_inception(args.weights, args.dims, args.device, random_ok).random_weights
+    sys.stdout.write(f"FID {fid:.4f}{' (random weights)' if random_network else ''}\n")
     return fid
 
 

@@ -1,13 +1,17 @@
 """Identity similarity: ArcFace cosine between the output and the ground truth or the reference.
 
 Weights. ``weights_path`` is an insightface iresnet ``backbone.pth`` (or safetensors) file, a
-path or ``hf://`` spec (see :mod:`ented.identity`); without it a random ArcFace is used, with a
-warning, and the numbers mean nothing (identical faces still score 1).
+path or ``hf://`` spec (see :mod:`ented.identity`). Without it the metric refuses to run
+(``ValueError`` saying where to get the weights), unless ``allow_random_weights: true`` is set:
+a random ArcFace is then used, a warning labelled "random weights" is logged, and the numbers
+mean nothing (identical faces still score 1).
 
 Caching. Encoders live in the module-level ``IDENTITY_ENCODERS`` dict keyed by
 ``(weights file or None, crop, arch options, device)``: each is built once per process.
 ``IDENTITY_ENCODERS.clear()`` frees them.
 """
+
+import logging
 
 import torch
 from basicsr.utils.registry import METRIC_REGISTRY
@@ -15,6 +19,13 @@ from basicsr.utils.registry import METRIC_REGISTRY
 from ented.hub_weights import resolve_weights
 from ented.identity import FFHQ_ARCFACE_CROP, IdentityEncoder
 from ented.metrics.image_convert import bgr_image_to_tensor, default_device
+
+logger = logging.getLogger(__name__)
+
+ARCFACE_SOURCE = (
+    "insightface's arcface_torch backbone.pth (e.g. ms1mv3_arcface_r50_fp16/backbone.pth, "
+    "https://github.com/deepinsight/insightface/tree/master/recognition/arcface_torch)"
+)
 
 # (weights file or None, crop, sorted arch options, device) -> IdentityEncoder.
 IDENTITY_ENCODERS: dict = {}
@@ -29,6 +40,7 @@ def calculate_ented_identity_similarity(
     crop=FFHQ_ARCFACE_CROP,
     arch: dict | None = None,
     device=None,
+    allow_random_weights: bool = False,
     **kwargs,
 ) -> float:
     """ArcFace cosine similarity of the restored face and the ground truth or the reference.
@@ -38,10 +50,11 @@ def calculate_ented_identity_similarity(
         img2: (H, W, 3) BGR uint8, the ground truth; used when ``against='gt'``.
         against: ``'gt'`` compares with ``img2``; ``'ref'`` with ``kwargs['ref']``, the
             reference photo the model was given (another photo of the same person).
-        weights_path: ArcFace weights file or ``hf://`` spec; None = random weights (warning).
+        weights_path: ArcFace weights file or ``hf://`` spec; required unless ``allow_random_weights``.
         crop: ``(top, left, height, width)`` fractions fed to ArcFace (default: FFHQ-aligned).
         arch: ``ENTEDArcFace`` options; default: read from the weights file (iresnet50 if none).
         device: Where to run; default CUDA when available.
+        allow_random_weights: Without ``weights_path``, use a random ArcFace instead of raising.
         **kwargs: Other data from the model: ``ref`` ((H, W, 3) BGR uint8) is read for
             ``against='ref'``; the rest (``better``, ...) is ignored.
 
@@ -57,7 +70,7 @@ def calculate_ented_identity_similarity(
     if other is None:
         raise ValueError(f"identity similarity against {against!r} needs that image, but none was passed")
     device = default_device(device)
-    encoder = get_identity_encoder(weights_path, crop, arch, device)
+    encoder = get_identity_encoder(weights_path, crop, arch, device, allow_random_weights)
     with torch.no_grad():
         similarity = encoder.cosine_similarity(
             bgr_image_to_tensor(img, device), bgr_image_to_tensor(other, device)
@@ -65,21 +78,43 @@ def calculate_ented_identity_similarity(
     return float(similarity.item())
 
 
-def get_identity_encoder(weights_path=None, crop=FFHQ_ARCFACE_CROP, arch: dict | None = None, device=None):
+def get_identity_encoder(
+    weights_path=None,
+    crop=FFHQ_ARCFACE_CROP,
+    arch: dict | None = None,
+    device=None,
+    allow_random_weights: bool = False,
+):
     """Returns the cached :class:`IdentityEncoder` for this configuration, building it on first use.
 
     Args:
-        weights_path: ArcFace weights file or ``hf://`` spec, or None for random weights.
+        weights_path: ArcFace weights file or ``hf://`` spec, or None (random weights, only with
+            ``allow_random_weights``).
         crop: See :class:`ented.identity.IdentityEncoder`.
         arch: ``ENTEDArcFace`` options, or None.
         device: Where the encoder lives; default CUDA when available.
+        allow_random_weights: Without ``weights_path``, use a random ArcFace instead of raising.
+
+    Raises:
+        ValueError: ``weights_path`` is None and random weights were not allowed.
     """
+    if weights_path is None and not allow_random_weights:
+        raise ValueError(
+            "identity similarity needs ArcFace weights: set the metric's weights_path to "
+            f"{ARCFACE_SOURCE}; to score with a random ArcFace anyway (meaningless numbers, for "
+            "plumbing tests only), set allow_random_weights: true"
+        )
     device = default_device(device)
     path = None if weights_path is None else resolve_weights(weights_path)
     crop = None if crop is None else tuple(crop)
     arch = dict(arch or {})
     key = (path, crop, tuple(sorted((k, _hashable(v)) for k, v in arch.items())), str(device))
     if key not in IDENTITY_ENCODERS:
+        if path is None:
+            logger.warning(
+                "identity similarity (random weights): no ArcFace weights_path and allow_random_weights "
+                "is set: the values are meaningless, never report them"
+            )
         IDENTITY_ENCODERS[key] = IdentityEncoder.from_path(path, crop=crop, **arch).to(device)
     return IDENTITY_ENCODERS[key]
 

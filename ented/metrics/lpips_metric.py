@@ -8,8 +8,10 @@ SqueezeNet 1.1 ImageNet weights) is looked up, in order:
    whole classifier's keys (``features.0.weight``, ...) or the features' alone (``0.weight``, ...);
 2. torch's hub cache (``$TORCH_HOME/hub/checkpoints/<that file name>``), where torchvision
    keeps what it has downloaded;
-3. otherwise a random backbone (seeded, so identical across runs) and a warning. Such LPIPS
-   values are only good for comparing images scored in the same set-up, never for reporting.
+3. otherwise the metric refuses to run (``ValueError`` naming the file and where to get it),
+   unless ``allow_random_weights: true`` is set: then the backbone is random (seeded, so
+   identical across runs) and a warning labelled "random weights" is logged. Such LPIPS values
+   are only good for comparing images scored in the same set-up, never for reporting.
 
 Caching. Networks live in the module-level ``LPIPS_NETWORKS`` dict keyed by
 ``(net, weights file or None, device)``: each is built once per process, however many images
@@ -42,7 +44,14 @@ _TORCHVISION_WEIGHTS = {
 
 @METRIC_REGISTRY.register()
 def calculate_ented_lpips(
-    img, img2, net: str = "alex", weights_path: str | None = None, crop_border: int = 0, device=None, **kwargs
+    img,
+    img2,
+    net: str = "alex",
+    weights_path: str | None = None,
+    crop_border: int = 0,
+    device=None,
+    allow_random_weights: bool = False,
+    **kwargs,
 ) -> float:
     """LPIPS distance of two images (0 = identical, larger = more different).
 
@@ -54,6 +63,7 @@ def calculate_ented_lpips(
         weights_path: Backbone weights file or ``hf://`` spec; see the module docstring.
         crop_border: Pixels dropped at each edge before comparing.
         device: Where to run; default CUDA when available.
+        allow_random_weights: Without backbone weights, use a random backbone instead of raising.
         **kwargs: Other data BasicSR or the model pass (``ref``, ``better``, ...): ignored.
 
     Returns:
@@ -65,19 +75,25 @@ def calculate_ented_lpips(
         img = img[crop_border:-crop_border, crop_border:-crop_border]
         img2 = img2[crop_border:-crop_border, crop_border:-crop_border]
     device = default_device(device)
-    network = get_lpips_network(net, weights_path, device)
+    network = get_lpips_network(net, weights_path, device, allow_random_weights)
     with torch.no_grad():
         distance = network(bgr_image_to_tensor(img, device), bgr_image_to_tensor(img2, device))
     return float(distance.item())
 
 
-def get_lpips_network(net: str = "alex", weights_path: str | None = None, device=None) -> lpips.LPIPS:
+def get_lpips_network(
+    net: str = "alex", weights_path: str | None = None, device=None, allow_random_weights: bool = False
+) -> lpips.LPIPS:
     """Returns the cached LPIPS network for this configuration, building it on first use.
 
     Args:
         net: ``'alex'``, ``'vgg'`` or ``'squeeze'``.
         weights_path: Backbone weights file or ``hf://`` spec, or None (see the module docstring).
         device: Where the network lives; default CUDA when available.
+        allow_random_weights: Without backbone weights, use a random backbone instead of raising.
+
+    Raises:
+        ValueError: No backbone weights were found and random weights were not allowed.
     """
     if net not in _TORCHVISION_WEIGHTS:
         raise ValueError(f"LPIPS net must be one of {sorted(_TORCHVISION_WEIGHTS)}, got {net!r}")
@@ -85,6 +101,13 @@ def get_lpips_network(net: str = "alex", weights_path: str | None = None, device
     path = None if weights_path is None else resolve_weights(weights_path)
     key = (net, path, str(device))
     if key not in LPIPS_NETWORKS:
+        if path is None and not os.path.isfile(_hub_cache_file(net)) and not allow_random_weights:
+            raise ValueError(
+                f"LPIPS needs {net} backbone weights: {_hub_cache_file(net)} is absent and no weights_path "
+                f"was given. Get {_TORCHVISION_WEIGHTS[net].url} and set the metric's weights_path to it "
+                "(or put it at that path); to score with a random backbone anyway (values comparable only "
+                "within one set-up), set allow_random_weights: true"
+            )
         LPIPS_NETWORKS[key] = _build(net, path).to(device).eval()
     return LPIPS_NETWORKS[key]
 
@@ -101,8 +124,9 @@ def _build(net: str, path: str | None) -> lpips.LPIPS:
             network = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
     if path is None:
         logger.warning(
-            f"LPIPS: no {net} backbone weights ({_hub_cache_file(net)} is absent and no weights_path "
-            "was given); using a random backbone: LPIPS values only compare images within this set-up"
+            f"LPIPS (random weights): no {net} backbone weights ({_hub_cache_file(net)} is absent and no "
+            "weights_path was given); allow_random_weights is set: LPIPS values only compare images "
+            "within this set-up, never report them"
         )
     else:
         _load_backbone(network, path)

@@ -5,8 +5,9 @@ Two back-ends, both optional dependencies:
 - ``"mtcnn"``: MTCNN from ``facenet-pytorch`` (MIT). Its weights ship inside the wheel, so it works
   offline. Install with ``pip install --no-deps facenet-pytorch==2.6.0`` (its pins are stale).
 - ``"retinaface"``: RetinaFace (ResNet-50 or MobileNet-0.25) from ``facexlib`` (MIT). Its weights
-  are downloaded at first use; give a ``weights_dir`` that already holds them to work offline
-  (``detection_Resnet50_Final.pth`` / ``detection_mobilenet0.25_Final.pth``).
+  (``detection_Resnet50_Final.pth`` / ``detection_mobilenet0.25_Final.pth``) are read from
+  ``weights_dir``; nothing is downloaded unless the Python API is called with
+  ``RetinaFaceDetector(download=True)`` (``ented-restore`` never downloads).
 """
 
 from __future__ import annotations
@@ -163,7 +164,8 @@ class RetinaFaceDetector(FaceDetector):
             if not download:
                 raise FileNotFoundError(
                     f"RetinaFace weights not found: {weights_path}. Download {url} into {weights_dir}, "
-                    "or allow downloading, or use detector='mtcnn' (works offline)"
+                    "or pass download=True to RetinaFaceDetector (Python API; ented-restore has no "
+                    "download flag), or use detector='mtcnn' (works offline)"
                 )
             from basicsr.utils.download_util import load_file_from_url
 
