@@ -215,13 +215,28 @@ def test_identity_loss_joins_the_generator_step(faces, tmp_path):
 
 
 def test_gan_step_trains_the_discriminator_with_lazy_r1(faces, tmp_path):
-    model = model_from(train_options(faces, "gan", total_iter=2, checkpoint_freq=1, gan=True), tmp_path)
+    opt = train_options(faces, "gan", total_iter=2, checkpoint_freq=1, gan=True)
+    opt["train"]["r1_gamma"] = 4.0  # not the default: the value below must come from the option
+    model = model_from(opt, tmp_path)
     model.feed_data(batch(faces, train_options(faces, "gan", 2, 1)))
     d_before = [p.clone() for p in model.net_d.parameters()]
     model.optimize_parameters(1)
     assert {"l_g_gan", "l_d_real", "l_d_fake"} <= set(model.log_dict) and "l_d_r1" not in model.log_dict
+
+    # R1 of the discriminator as it stands before iteration 2 (the G step leaves D untouched),
+    # computed here without BasicSR's r1_penalty: E[ ||d D(x) / d x||^2 ] over the real batch.
+    critic = deepcopy(model.net_d)
+    real = model.gt.detach().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(real).sum(), real)
+    penalty = grad.pow(2).flatten(1).sum(1).mean()
     model.optimize_parameters(2)  # r1_interval 2: the penalty runs on even iterations
     assert "l_d_r1" in model.log_dict
+    # Lazy R1 (StyleGAN2): gamma / 2 * penalty, scaled by the interval it is skipped for.
+    expected = opt["train"]["r1_gamma"] / 2 * penalty * opt["train"]["r1_interval"]
+    torch.testing.assert_close(model.log_dict["l_d_r1"], float(expected), rtol=1e-4, atol=1e-7)
+    assert expected > 0
+    model.optimize_parameters(3)
+    assert "l_d_r1" not in model.log_dict
     assert any(not torch.equal(a, b) for a, b in zip(d_before, model.net_d.parameters()))
 
 
@@ -299,22 +314,73 @@ def test_sigkill_mid_training_resumes_iteration_optimizer_and_ema(faces, tmp_pat
             torch.testing.assert_close(ema, expected, msg=f"EMA of {name} was not resumed")
 
 
+# Runs ented-train's steps, and has every rank (not only rank 0) save what it holds at the end.
+EVERY_RANK_SAVES = """
+import os, sys, torch
+import ented
+from ented import runner_fixes
+from ented.models.ented_model import ENTEDModel
+
+save = ENTEDModel.save
+held_folder = sys.argv[1]
+
+
+def save_on_every_rank(self, epoch, current_iter):
+    save(self, epoch, current_iter)
+    held = {
+        "g": self.get_bare_model(self.net_g).state_dict(),
+        "g_ema": self.net_g_ema.state_dict(),
+        "d": self.get_bare_model(self.net_d).state_dict(),
+        "adam_steps": [float(s["step"]) for o in self.optimizers for s in o.state_dict()["state"].values()],
+        "log": {k: float(v) for k, v in self.log_dict.items()},
+    }
+    torch.save(held, os.path.join(held_folder, f"rank{self.opt['rank']}.pth"))
+
+
+ENTEDModel.save = save_on_every_rank
+runner_fixes.apply()
+runner_fixes.log_into_basicsr_logger()
+sys.argv = sys.argv[:1] + sys.argv[2:]
+from basicsr.train import train_pipeline
+
+train_pipeline(os.getcwd())
+"""
+
+
 def test_two_processes_train_with_gloo_through_torchrun(faces, tmp_path):
-    """Generator, discriminator and lazy R1 (iteration 2) under DistributedDataParallel on CPU."""
+    """Generator, discriminator and lazy R1 (iteration 2) under DistributedDataParallel on CPU:
+    after the steps both ranks hold the same weights (DDP averaged their gradients)."""
     opt = train_options(faces, "ddp", total_iter=2, checkpoint_freq=10, gan=True)
     opt_path = write_yaml(opt, tmp_path / "train.yml")
+    script = tmp_path / "every_rank_saves.py"
+    script.write_text(EVERY_RANK_SAVES, encoding="utf-8")
+    held = tmp_path / "held"
+    held.mkdir()
     result = run_entry(
         [
             sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-            "-m", "ented.train", "-opt", opt_path, "--launcher", "pytorch",
+            str(script), str(held), "-opt", opt_path, "--launcher", "pytorch",
         ],
         cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     log = "".join(p.read_text() for p in (tmp_path / "experiments" / "ddp").glob("train_*.log"))
     assert "World size (gpu number): 2" in log
-    assert "l_d_r1" in log
-    assert (tmp_path / "experiments" / "ddp" / "models" / "net_g_latest.pth").exists()
+    ranks = [torch.load(held / f"rank{rank}.pth") for rank in (0, 1)]
+    for rank in ranks:
+        assert set(rank["adam_steps"]) == {2.0}, "each rank made two generator and discriminator steps"
+        assert "l_d_r1" in rank["log"]
+    initial = model_from(opt, tmp_path / "fresh").net_g.state_dict()  # same seed, no steps
+    changed = [
+        k for k, v in ranks[0]["g"].items() if v.is_floating_point() and not torch.equal(v, initial[k])
+    ]
+    assert changed, "two steps changed no generator weight"
+    for network in ("g", "g_ema", "d"):
+        for name, value in ranks[0][network].items():
+            assert torch.equal(value, ranks[1][network][name]), f"ranks differ in {network}.{name}"
+    saved = torch.load(tmp_path / "experiments" / "ddp" / "models" / "net_g_latest.pth")
+    for name, value in saved["params"].items():
+        assert torch.equal(value, ranks[1]["g"][name]), name
 
 
 def test_trainable_codebook_starts_from_the_first_batch_latents(faces, tmp_path):
