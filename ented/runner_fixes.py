@@ -9,7 +9,11 @@
   of GPUs and asks for NCCL. Ours uses gloo when there is no GPU, so
   ``torchrun --nproc_per_node=2 -m ented.train ... --launcher pytorch`` runs on CPUs.
 
-Both replace module attributes that BasicSR looks up at call time; :func:`apply` is idempotent.
+- Machines without CUDA: ``prefetch_mode: cuda`` (BasicSR's ``CUDAPrefetcher``) and
+  ``pin_memory: true`` need CUDA, so the 512 recipes would crash on a CPU-only machine. Ours
+  switches them off there, with a logged notice (see :func:`drop_cuda_only_data_options`).
+
+All replace module attributes that BasicSR looks up at call time; :func:`apply` is idempotent.
 ``ented-train`` / ``ented-test`` call it; call it yourself before ``basicsr.train.train_pipeline``
 when you use BasicSR's runner directly (see the README).
 :func:`log_into_basicsr_logger` is for our entry points' own processes: it sends ``ented``'s log
@@ -145,12 +149,52 @@ def init_dist_pytorch(backend: str = "nccl", **kwargs) -> None:
     dist.init_process_group(backend=backend, **kwargs)
 
 
+def drop_cuda_only_data_options(opt: dict, cuda_available: bool | None = None) -> list[str]:
+    """On a machine without CUDA, sets each dataset's ``prefetch_mode: cuda`` to none (BasicSR's
+    CPU prefetcher) and ``pin_memory: true`` to false, logging a notice for each.
+
+    Args:
+        opt: the parsed options; changed in place.
+        cuda_available: default ``torch.cuda.is_available()``.
+
+    Returns:
+        The notices, one per option switched off.
+    """
+    if cuda_available is None:
+        cuda_available = torch.cuda.is_available()
+    if cuda_available:
+        return []
+    notices = []
+    for phase, dataset_opt in (opt.get("datasets") or {}).items():
+        if dataset_opt.get("prefetch_mode") == "cuda":
+            dataset_opt["prefetch_mode"] = None
+            notices.append(f"datasets.{phase}.prefetch_mode: cuda switched off (no CUDA on this machine)")
+        if dataset_opt.get("pin_memory"):
+            dataset_opt["pin_memory"] = False
+            notices.append(f"datasets.{phase}.pin_memory: true switched off (no CUDA on this machine)")
+    for notice in notices:
+        logger.warning(notice)
+    return notices
+
+
+def parse_options(root_path: str, is_train: bool = True):
+    """BasicSR's ``parse_options``, then :func:`drop_cuda_only_data_options`."""
+    from basicsr.utils.options import parse_options as basicsr_parse_options
+
+    opt, args = basicsr_parse_options(root_path, is_train=is_train)
+    drop_cuda_only_data_options(opt)
+    return opt, args
+
+
 def apply() -> None:
     """Installs the fixes into BasicSR's runner modules."""
+    import basicsr.test
     import basicsr.train
     import basicsr.utils.dist_util
 
     basicsr.train.load_resume_state = load_resume_state
+    basicsr.train.parse_options = parse_options
+    basicsr.test.parse_options = parse_options
     basicsr.utils.dist_util._init_dist_pytorch = init_dist_pytorch
 
 

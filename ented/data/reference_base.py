@@ -34,6 +34,7 @@ from ented.data.image_io import decode_image, fit_to_size, to_tensor
 from ented.data.layouts import FaceRecord
 from ented.data.lmdb_reader import read_lmdb
 from ented.data.sidecars import sidecar_tensors
+from ented.options import BASICSR_DATASET_KEYS, check_known_keys
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +49,33 @@ def _expand(path):
 class ReferenceDatasetBase(data.Dataset):
     """Base class; subclasses fill ``self.records`` and implement ``__getitem__``.
 
+    Subclasses extend :attr:`OPTIONS` with the keys they read; any other key in ``opt`` (other
+    than BasicSR's own dataset keys) is an error naming it and the closest known key.
+
     Args:
         opt: the dataset's option dict (BasicSR passes the whole ``datasets.<phase>`` entry).
     """
 
+    # the keys this class reads (the module docstring describes them)
+    OPTIONS = BASICSR_DATASET_KEYS | {
+        "io_backend",
+        "dataroot_gt",
+        "dataroot_lq",
+        "dataroot_ref",
+        "meta_info",
+        "out_size",
+        "size_mismatch",
+        "mean",
+        "std",
+        "num_ref",
+        "allow_gt_as_ref",
+        "check_files",
+        "sidecars",
+    }
+
     def __init__(self, opt: dict):
         super().__init__()
+        check_known_keys(f"datasets {opt.get('name', '')} ({type(self).__name__})", opt, self.OPTIONS)
         self.opt = opt
         self.out_size = int(opt.get("out_size", 512))
         self.mean, self.std = opt.get("mean"), opt.get("std")
@@ -130,6 +152,9 @@ class ReferenceDatasetBase(data.Dataset):
             raise ValueError(f"{type(self).__name__}: no samples in {what}")
 
     # ---------------------------------------------------------------- references
+    # the keys read by read_reference_mode
+    REFERENCE_MODE_OPTIONS = frozenset({"reference", "seed"})
+
     def read_reference_mode(self) -> None:
         """Sets ``reference`` (``matched`` | ``mismatched`` | ``none``) and ``seed`` from the options
         (the evaluation datasets)."""

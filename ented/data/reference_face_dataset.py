@@ -7,9 +7,9 @@ import numpy as np
 import torch
 from basicsr.utils.registry import DATASET_REGISTRY
 
-from ented.data.degradation import FaceDegradation
+from ented.data.degradation import DEGRADATION_DEFAULTS, FaceDegradation
 from ented.data.layouts import identity_pools, load_layout
-from ented.data.reference_augment import ReferenceAugmentation
+from ented.data.reference_augment import REFERENCE_AUGMENT_DEFAULTS, ReferenceAugmentation
 from ented.data.reference_base import ReferenceDatasetBase
 
 logger = logging.getLogger(__name__)
@@ -44,6 +44,13 @@ class ENTEDReferenceFaceDataset(ReferenceDatasetBase):
     Sample: ``lq``, ``gt``: (3, H, W); ``ref``: (3, H, W) or (K, 3, H, W); ``lq_path`` (= gt path,
     lq is synthetic), ``gt_path``, ``ref_path`` (K paths joined with ``os.pathsep``).
     """
+
+    OPTIONS = (
+        ReferenceDatasetBase.OPTIONS
+        | {"layout", "reference", "use_hflip"}
+        | DEGRADATION_DEFAULTS.keys()
+        | REFERENCE_AUGMENT_DEFAULTS.keys()
+    )
 
     def __init__(self, opt: dict):
         super().__init__(opt)

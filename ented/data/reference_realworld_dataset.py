@@ -48,6 +48,8 @@ class ENTEDReferenceRealWorldDataset(ReferenceDatasetBase):
     No ``gt`` / ``gt_path`` keys.
     """
 
+    OPTIONS = ReferenceDatasetBase.OPTIONS | ReferenceDatasetBase.REFERENCE_MODE_OPTIONS | {"layout"}
+
     def __init__(self, opt: dict):
         super().__init__(opt)
         self.read_reference_mode()

@@ -5,7 +5,7 @@ import logging
 import numpy as np
 from basicsr.utils.registry import DATASET_REGISTRY
 
-from ented.data.degradation import FaceDegradation
+from ented.data.degradation import DEGRADATION_DEFAULTS, FaceDegradation
 from ented.data.layouts import identity_pools, load_layout
 from ented.data.reference_base import ReferenceDatasetBase
 
@@ -37,6 +37,13 @@ class ENTEDReferenceTripletDataset(ReferenceDatasetBase):
     lq file, or the gt path when degraded on the fly), ``gt_path``, ``ref_path``; ``face_mask`` and
     ``marks`` with ``sidecars: true``.
     """
+
+    OPTIONS = (
+        ReferenceDatasetBase.OPTIONS
+        | ReferenceDatasetBase.REFERENCE_MODE_OPTIONS
+        | {"layout"}
+        | DEGRADATION_DEFAULTS.keys()
+    )
 
     def __init__(self, opt: dict):
         super().__init__(opt)

@@ -9,21 +9,60 @@ from os import path as osp
 import numpy as np
 import torch
 from basicsr.archs import build_network
+from basicsr.archs.vgg_arch import VGG_PRETRAIN_PATH
 from basicsr.losses import build_loss
 from basicsr.losses.gan_loss import r1_penalty
 from basicsr.metrics import calculate_metric
 from basicsr.models.base_model import BaseModel
 from basicsr.utils import get_root_logger, tensor2img
-from basicsr.utils.registry import MODEL_REGISTRY
+from basicsr.utils.registry import ARCH_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ented.atomic_io import atomic_imwrite, atomic_torch_save
-from ented.hub_weights import load_torch_file
+from ented.hub_weights import is_hub_spec, load_torch_file
+from ented.metrics.lpips_metric import _TORCHVISION_WEIGHTS as LPIPS_BACKBONE_WEIGHTS
+from ented.options import (
+    BASICSR_PATH_KEYS,
+    BASICSR_TOP_LEVEL_KEYS,
+    BASICSR_TRAIN_KEYS,
+    BASICSR_VAL_KEYS,
+    check_known_keys,
+    parameter_names,
+)
 from ented.visualization import comparison_grid
 
 # NTED: EMA decay 0.5 ** (32 / 10000), i.e. a half-life of 10k images at batch 32.
 DEFAULT_EMA_DECAY = 0.5 ** (32 / 10000)
+
+# The option keys ENTEDModel reads, beside BasicSR's own (ented.options); any other key is an error.
+TOP_LEVEL_OPTIONS = BASICSR_TOP_LEVEL_KEYS | {"network_g", "network_d"}
+TRAIN_OPTIONS = BASICSR_TRAIN_KEYS | {
+    "stage",
+    "freeze_codebook",
+    "attention_lr",
+    "vq_weight",
+    "codebook_init",
+    "r1_gamma",
+    "r1_interval",
+    "pixel_opt",
+    "perceptual_opt",
+    "attention_opt",
+    "identity_opt",
+    "gan_opt",
+}
+VAL_OPTIONS = BASICSR_VAL_KEYS | {"suffix", "grids"}
+# what the model passes to every metric as data (nondist_validation); not options
+METRIC_DATA_KEYS = frozenset({"img", "img2", "ref", "lq", "face_mask", "marks"})
+# read by BaseModel (better) and by calculate_metric (type) rather than by the metric function
+METRIC_OPTIONS = frozenset({"type", "better"})
+
+# Where to get the weight files a recipe names (messages of check_weight_files).
+VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+ARCFACE_SOURCE = (
+    "insightface's ArcFace iresnet50 backbone.pth (ms1mv3_arcface_r50_fp16, linked from "
+    "https://github.com/deepinsight/insightface/tree/master/recognition/arcface_torch)"
+)
 
 
 @MODEL_REGISTRY.register()
@@ -57,12 +96,17 @@ class ENTEDModel(BaseModel):
 
     def __init__(self, opt):
         super().__init__(opt)
+        check_options(opt)
         train_opt = opt.get("train") or {}
         self.stage = int(train_opt.get("stage", 2))
         if self.stage not in (1, 2):
             raise ValueError(f"train.stage must be 1 or 2, got {self.stage}")
+        check_weight_files(opt, self.stage)
+        for dataset_name, dataset_opt in (opt.get("datasets") or {}).items():
+            if dataset_name.split("_")[0] in ("val", "test"):
+                check_metrics_fit_dataset(opt, dataset_opt)
         net_g = build_network(opt["network_g"])
-        if self.is_train and train_opt.get("freeze_codebook", self.stage == 2):
+        if self.is_train and self._freeze_codebook(net_g, train_opt):
             net_g.freeze_codebook()  # before DDP wraps it: DDP tracks the parameters that train
         self.net_g = self.model_to_device(net_g)
         self.print_network(self.net_g)
@@ -78,6 +122,17 @@ class ENTEDModel(BaseModel):
             self.init_training_settings()
 
     # ------------------------------------------------------------------ set-up
+    def _freeze_codebook(self, net_g, train_opt: dict) -> bool:
+        """``train.freeze_codebook``; by default true in stage 2 when the network has a code book."""
+        has_codebook = getattr(net_g, "quantizer", None) is not None
+        freeze = train_opt.get("freeze_codebook")
+        if freeze and not has_codebook:
+            raise ValueError(
+                "train.freeze_codebook: true, but network_g has no code book (use_vq: false); "
+                "drop freeze_codebook or set network_g.use_vq: true"
+            )
+        return bool(freeze) if freeze is not None else self.stage == 2 and has_codebook
+
     def init_training_settings(self) -> None:
         train_opt = self.opt["train"]
         path_opt = self.opt["path"]
@@ -297,6 +352,7 @@ class ENTEDModel(BaseModel):
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
         """Restores every sample, averages the metrics, writes outputs and comparison grids."""
         dataset_name = dataloader.dataset.opt["name"]
+        check_metrics_fit_dataset(self.opt, dataloader.dataset.opt)
         val_opt = self.opt["val"]
         metric_opts = val_opt.get("metrics") or {}
         scores = {metric: [] for metric in metric_opts}
@@ -418,6 +474,106 @@ class ENTEDModel(BaseModel):
         }
         os.makedirs(self.opt["path"]["training_states"], exist_ok=True)
         atomic_torch_save(state, osp.join(self.opt["path"]["training_states"], f"{current_iter}.state"))
+
+
+def check_options(opt: dict) -> None:
+    """Fails on an option key that neither ENTEDModel nor BasicSR reads, naming it and the closest
+    known one: the top level, ``path``, ``train``, ``val``, each ``val.metrics`` entry (against its
+    function's parameters) and the networks (against their constructors' parameters)."""
+    check_known_keys("the option file's top level", opt, TOP_LEVEL_OPTIONS)
+    check_known_keys("path", opt.get("path") or {}, BASICSR_PATH_KEYS)
+    check_known_keys("train", opt.get("train") or {}, TRAIN_OPTIONS)
+    val_opt = opt.get("val") or {}
+    check_known_keys("val", val_opt, VAL_OPTIONS)
+    for metric, metric_opt in (val_opt.get("metrics") or {}).items():
+        function = METRIC_REGISTRY.get(metric_opt["type"])
+        known = (parameter_names(function) - METRIC_DATA_KEYS) | METRIC_OPTIONS
+        check_known_keys(f"val.metrics.{metric} ({metric_opt['type']})", metric_opt, known)
+    for key in ("network_g", "network_d"):
+        if opt.get(key) is not None:
+            arch = ARCH_REGISTRY.get(opt[key]["type"])
+            check_known_keys(f"{key} ({opt[key]['type']})", opt[key], parameter_names(arch) | {"type"})
+
+
+def check_metrics_fit_dataset(opt: dict, dataset_opt: dict) -> None:
+    """Fails when a metric compares with the reference (``against: ref``) on a dataset that has
+    none (``reference: none``), before any image is restored."""
+    if dataset_opt.get("reference", "matched") != "none":
+        return
+    metrics = (opt.get("val") or {}).get("metrics") or {}
+    for metric, metric_opt in metrics.items():
+        if metric_opt.get("against") == "ref":
+            raise ValueError(
+                f"val.metrics.{metric} compares with the reference (against: ref), but dataset "
+                f"{dataset_opt.get('name')!r} has reference: none, so there is none to compare with; "
+                f"use against: gt, drop {metric} from val.metrics, or give the dataset references "
+                "(reference: matched)"
+            )
+
+
+def check_weight_files(opt: dict, stage: int) -> None:
+    """Fails before any network is built when a weight file the options name is absent, listing
+    every missing file and where to get it; nothing is downloaded during a run.
+
+    Checks ``path.pretrain_network_g`` / ``_d``, and in training BasicSR's VGG19 file for
+    ``train.perceptual_opt`` and the ArcFace file of ``train.identity_opt``; in every mode, the
+    ``weights_path`` of each ``val.metrics`` entry. ``hf://`` specs are left to the Hub client.
+    """
+    missing = []
+    path_opt = opt.get("path") or {}
+    if not opt.get("is_train"):
+        g_source = "the generator to evaluate: ented-train writes experiments/<name>/models/net_g_latest.pth"
+    elif stage == 2:
+        g_source = (
+            "stage 2 starts from stage 1's generator: run `ented-train -opt options/train_ented_stage1_512.yml` "
+            "first; it writes experiments/ented_stage1_512/models/net_g_latest.pth"
+        )
+    else:
+        g_source = "a generator checkpoint written by ented-train; set ~ to start from scratch"
+    sources = {
+        "g": g_source,
+        "d": "a discriminator checkpoint written by ented-train; set ~ to start from scratch",
+    }
+    for net, source in sources.items():
+        path = path_opt.get(f"pretrain_network_{net}")
+        if path is not None and not is_hub_spec(path) and not osp.isfile(path):
+            missing.append(f"path.pretrain_network_{net}: {path} ({source})")
+    train_opt = (opt.get("train") or {}) if opt.get("is_train") else {}
+    perceptual = train_opt.get("perceptual_opt")
+    if perceptual is not None and perceptual.get("type") == "PerceptualLoss":
+        vgg_type = perceptual.get("vgg_type", "vgg19")
+        if vgg_type != "vgg19":
+            raise ValueError(
+                f"train.perceptual_opt.vgg_type {vgg_type!r}: ented checks and documents only vgg19's weights "
+                f"({VGG19_URL}); use vgg_type: vgg19"
+            )
+        cached = osp.join(torch.hub.get_dir(), "checkpoints", osp.basename(VGG19_URL))
+        if not osp.isfile(VGG_PRETRAIN_PATH) and not osp.isfile(cached):
+            missing.append(
+                f"train.perceptual_opt: {VGG_PRETRAIN_PATH} (torchvision's VGG19: download {VGG19_URL} "
+                "to that path, relative to the folder you train in)"
+            )
+    identity = train_opt.get("identity_opt")
+    if identity is not None:
+        path = identity.get("weights_path")
+        if path is not None and not is_hub_spec(path) and not osp.isfile(path):
+            missing.append(f"train.identity_opt.weights_path: {path} ({ARCFACE_SOURCE})")
+    for metric, metric_opt in ((opt.get("val") or {}).get("metrics") or {}).items():
+        path = metric_opt.get("weights_path")
+        if path is not None and not is_hub_spec(path) and not osp.isfile(path):
+            if metric_opt["type"] == "calculate_ented_lpips":
+                source = (
+                    f"torchvision's backbone: {LPIPS_BACKBONE_WEIGHTS[metric_opt.get('net', 'alex')].url}"
+                )
+            elif metric_opt["type"] == "calculate_ented_identity_similarity":
+                source = ARCFACE_SOURCE
+            else:
+                source = "see docs/metrics.md"
+            missing.append(f"val.metrics.{metric}.weights_path: {path} ({source})")
+    if missing:
+        raise FileNotFoundError(
+            "weight file(s) named by the options are missing:\n  - " + "\n  - ".join(missing)
+        )
 
 
 def _sidecar_data(val_data: dict) -> dict:
