@@ -3,6 +3,7 @@ checked up front, missing weight files are named before training, stage 1 trains
 
 import logging
 import os
+import re
 import sys
 from copy import deepcopy
 from pathlib import Path
@@ -346,3 +347,19 @@ def test_stage1_trains_the_codebook_with_the_gt_as_generator_input(faces, tmp_pa
     # E_lq saw the HQ face, not the degraded one, at every step
     assert seen and all(torch.equal(x, data["gt"]) for x in seen)
     assert not torch.equal(data["gt"], data["lq"])
+
+
+def test_readme_training_runs_stage1_before_stage2_and_names_every_weight_file():
+    readme = (OPTIONS.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[
+        readme.index("## Train with an option file") : readme.index("### BasicSR's runner directly")
+    ]
+    stage1 = section.index("ented-train -opt options/train_ented_stage1_512.yml")
+    assert stage1 < section.index("ented-train -opt options/train_ented_stage2_512.yml")
+    stage2 = yaml.safe_load((OPTIONS / "train_ented_stage2_512.yml").read_text(encoding="utf-8"))
+    assert stage2["path"]["pretrain_network_g"] in section
+    for recipe in ("train_ented_stage1_512.yml", "train_ented_stage2_512.yml", "test_ented_512.yml"):
+        text = (OPTIONS / recipe).read_text(encoding="utf-8")
+        for weights in set(re.findall(r"experiments/pretrained_models/([\w.-]+\.pth)", text)):
+            assert weights in section, f"{recipe} needs {weights}; the README's training section does not say"
+    assert "vgg19-dcbb9e9d.pth" in section and VGG19_URL in section
