@@ -389,9 +389,13 @@ def test_reference_attention_maps_and_references(seeded):
         lq, ref = _images(2, 64), _images(2, 64)
         single = net(lq, ref)
         _, aux = net(lq, torch.stack([ref, _images(2, 64), ref], 1), return_aux=True)
-        attention = aux["reference_attention"][32]
-        assert attention.shape == (2, 2, 32 * 32, 3 * 32 * 32)
-        torch.testing.assert_close(attention.sum(-1), torch.ones(2, 2, 32 * 32))
+        attention = aux["reference_attention"][32]  # 16 blocks of 8x8, each with a halo of 4
+        assert attention.shape == (2 * 16, 2, 8 * 8, 3 * 16 * 16)
+        torch.testing.assert_close(attention.sum(-1), torch.ones(2 * 16, 2, 8 * 8))
+        # the top-left block's halo lies partly outside the image: no attention goes there
+        outside = torch.ones(16, 16, dtype=torch.bool)
+        outside[4:, 4:] = False
+        assert attention[0, :, :, :256][..., outside.flatten()].abs().max() == 0
         duplicated = net(lq, torch.stack([ref, ref], 1))
         torch.testing.assert_close(duplicated, single, rtol=1e-4, atol=1e-5)
     # with textures and refinement off, the attention is the reference's only way in
@@ -407,3 +411,17 @@ def test_reference_attention_maps_and_references(seeded):
         ENTED(**TINY_ENTED_64, reference_attention=(64,))
     with pytest.raises(ValueError, match="divisible"):
         ENTED(**TINY_ENTED_64, reference_attention=(32,), reference_attention_heads=5)
+
+
+def test_reference_attention_is_local(seeded):
+    from ented.archs.reference_attention import DenseReferenceAttention
+
+    attention = DenseReferenceAttention(8, 8, dim=8, window=2)
+    torch.nn.init.normal_(attention.to_out.weight)
+    x, ref = torch.randn(1, 8, 32, 32), torch.randn(1, 1, 8, 32, 32)
+    far = ref.clone()
+    far[..., 20:, 20:] = torch.randn(1, 1, 8, 12, 12)  # beyond the top-left block's halo (rows/cols < 10)
+    with torch.no_grad():
+        before, after = attention(x, ref)[0], attention(x, far)[0]
+    torch.testing.assert_close(after[..., :8, :8], before[..., :8, :8])
+    assert (after[..., 24:, 24:] - before[..., 24:, 24:]).abs().max() > 1e-3

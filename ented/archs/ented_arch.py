@@ -182,8 +182,10 @@ class ENTED(nn.Module):
             (:mod:`ented.archs.reference_attention`) [not in the paper; default: none = faithful
             ENTED]. This is what carries spatially precise detail (moles, scars) from the
             reference; e.g. ``(32,)`` for a 64 px model, ``(64, 128)`` at 512.
-        reference_attention_dim: Query/key size per head of the reference attention [default: 64].
+        reference_attention_dim: Query/key size per head of the reference attention [default: 32].
         reference_attention_heads: Heads of the reference attention [default: 1].
+        reference_attention_window: Window radius of the reference attention, in positions of its
+            scale [default: 4, a 9x9 window; at 32 px of a 64 px face that is +-8 output pixels].
 
     ``ref=None`` uses ``lq`` itself as the reference ("self reference"): the network still runs,
     but its textures then come from the degraded image. A reference of another person supplies
@@ -215,8 +217,9 @@ class ENTED(nn.Module):
         channels_last: bool = True,
         lq_skips: tuple = (),
         reference_attention: tuple = (),
-        reference_attention_dim: int = 64,
+        reference_attention_dim: int = 32,
         reference_attention_heads: int = 1,
+        reference_attention_window: int = 4,
     ):
         super().__init__()
         check_out_size(out_size)
@@ -246,6 +249,7 @@ class ENTED(nn.Module):
             "reference_attention": [int(r) for r in reference_attention],
             "reference_attention_dim": reference_attention_dim,
             "reference_attention_heads": reference_attention_heads,
+            "reference_attention_window": reference_attention_window,
         }
         json.dumps(self.config)  # fails early if an argument cannot be saved
         self.out_size = out_size
@@ -383,7 +387,7 @@ class ENTED(nn.Module):
             'texture_attention': one (extraction (B, K, k, h, w), distribution (B, K*k, h, w))
             pair per distribution layer, decoder order; 'vq': {'loss', 'indices' (B, 16, 16),
             'perplexity', 'used_fraction'} when ``use_vq``; 'reference_attention': {res: (B, heads,
-            h*w, K*h*w)} for each dense reference attention.
+            K*(2w+1)^2, h*w)} for each dense reference attention (window positions of each reference).
         """
         refs = self._references(lq, ref)
         batch = refs.shape[0]

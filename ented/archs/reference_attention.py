@@ -6,17 +6,19 @@ label) and its latent refinement works on 16x16 tokens, so neither can say *wher
 (a mole, a scar) sits. Reference-based super-resolution (e.g. TTSR, Yang et al., CVPR 2020;
 C2-Matching, Jiang et al., CVPR 2021) and reference-based face restoration with diffusion
 (ReF-LDM, Hsiao et al., 2024) transfer such detail by dense cross-attention from the restored
-image's features to the reference's features at 32-128 px; this module does that with one
-attention per chosen decoder scale:
+image's features to the reference's features at 32-128 px. This module does that at one decoder
+scale. Aligned faces put the same facial point near the same place, so attention is local, in
+the blocked form of HaloNet (Vaswani et al., CVPR 2021): the map is cut into ``b x b`` blocks
+(b = 8), and the positions of a block attend to the reference positions of the same block grown
+by a halo of ``w`` on every side, in each of the K references -- cost linear in the image area:
 
-    q = W_q [x ; P]          x: decoder activations (B, C, h, w), P: fixed Fourier position features
-    k = W_k [f_ref ; P]      f_ref: E_ref's features at the same scale (B, K, C, h, w), K references
-    v = W_v f_ref
-    x <- x + W_o softmax(q k^T / sqrt(d)) v      (over the h*w*K reference positions)
+    q = W_q [norm(x) ; P]        x: decoder activations (B, C, h, w); P: Fourier features of the position
+    k = W_k [norm(f_ref) ; P]    f_ref: E_ref's features at the same scale (B, K, C, h, w)
+    v = W_v norm(f_ref)
+    x <- x + W_o softmax(q k^T / sqrt(d)) v        (over the block + halo of every reference)
 
-Positions enter queries and keys because aligned faces put the same facial point near the same
-place, so the attention starts local and learns to follow the pose from the features. ``W_o`` starts
-at zero: at initialisation the decoder is ENTED's.
+Positions outside the image are masked out. ``W_o`` starts at zero, so at initialisation the
+decoder is ENTED's.
 """
 
 import math
@@ -25,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+
+BLOCK = 8
 
 
 def fourier_positions(size: int, num_frequencies: int, device=None, dtype=None) -> torch.Tensor:
@@ -37,57 +41,86 @@ def fourier_positions(size: int, num_frequencies: int, device=None, dtype=None) 
 
 
 class DenseReferenceAttention(nn.Module):
-    """Cross-attention from decoder activations to reference features at one scale.
+    """Local (block + halo) cross-attention from decoder activations to reference features at one scale.
 
     Args:
         channels: Channels of the decoder activations (output channels too).
         ref_channels: Channels of the reference features.
-        dim: Query/key size per head [default: 64].
-        num_heads: Heads [default: 1].
+        dim: Query/key size per head [default: 32].
+        num_heads: Heads; must divide ``channels`` [default: 1].
+        window: Halo ``w`` in positions of this scale [default: 4].
         num_frequencies: Octaves of the Fourier position features [default: 4].
     """
 
     def __init__(
-        self, channels: int, ref_channels: int, dim: int = 64, num_heads: int = 1, num_frequencies: int = 4
+        self,
+        channels: int,
+        ref_channels: int,
+        dim: int = 32,
+        num_heads: int = 1,
+        window: int = 4,
+        num_frequencies: int = 4,
     ):
         super().__init__()
         if channels % num_heads:
             raise ValueError(
                 f"reference attention: {channels} channels are not divisible by {num_heads} heads"
             )
+        if window < 0:
+            raise ValueError(f"reference attention window must be >= 0, got {window}")
         self.num_heads = num_heads
+        self.window = window
         self.num_frequencies = num_frequencies
-        pos = 4 * num_frequencies
+        positions = 4 * num_frequencies
         self.norm_x = nn.GroupNorm(1, channels)
         self.norm_ref = nn.GroupNorm(1, ref_channels)
-        self.to_q = nn.Conv2d(channels + pos, dim * num_heads, 1)
-        self.to_k = nn.Conv2d(ref_channels + pos, dim * num_heads, 1)
+        self.to_q = nn.Conv2d(channels + positions, dim * num_heads, 1)
+        self.to_k = nn.Conv2d(ref_channels + positions, dim * num_heads, 1)
         self.to_v = nn.Conv2d(ref_channels, channels, 1)
         self.to_out = nn.Conv2d(channels, channels, 1)
         nn.init.zeros_(self.to_out.weight)
         nn.init.zeros_(self.to_out.bias)
 
+    def _halo_blocks(self, maps: torch.Tensor, block: int) -> torch.Tensor:
+        """(N, C, h, w) -> (N, blocks, (block + 2 w)^2, C): each block with its halo, zero-padded."""
+        size = block + 2 * self.window
+        unfolded = F.unfold(maps, size, padding=self.window, stride=block)
+        return rearrange(unfolded, "n (c s) blocks -> n blocks s c", s=size * size)
+
     def forward(self, x: torch.Tensor, ref: torch.Tensor, return_attention: bool = False):
         """x: (B, C, h, w); ref: (B, K, C_ref, h, w) -> (x + attention output (B, C, h, w), attention).
 
-        The attention (B, heads, h*w, K*h*w) is computed only with ``return_attention`` (else None).
+        The attention (B * blocks, heads, b*b, K*(b+2w)^2) is returned only with ``return_attention``
+        (else None); blocks are in raster order, positions within a block too.
         """
-        batch, _, size, _ = x.shape
+        batch, _, height, width = x.shape
         num_refs = ref.shape[1]
-        positions = fourier_positions(size, self.num_frequencies, x.device, x.dtype)
-        refs = rearrange(ref, "b k c h w -> (b k) c h w")
-        normed = self.norm_ref(refs)
-        keys = self.to_k(torch.cat([normed, positions.expand(len(refs), -1, -1, -1)], 1))
-        values = self.to_v(normed)
+        block = min(BLOCK, height, width)
+        if height % block or width % block:
+            raise ValueError(f"reference attention needs sides divisible by {block}, got {height}x{width}")
+        if height != width:
+            raise ValueError(f"reference attention needs square maps, got {height}x{width}")
+        positions = fourier_positions(height, self.num_frequencies, x.device, x.dtype)
+        refs = self.norm_ref(rearrange(ref, "b k c h w -> (b k) c h w"))
+        keys = self.to_k(torch.cat([refs, positions.expand(len(refs), -1, -1, -1)], 1))
+        values = self.to_v(refs)
         query = self.to_q(torch.cat([self.norm_x(x), positions.expand(batch, -1, -1, -1)], 1))
-        q = rearrange(query, "b (n d) h w -> b n (h w) d", n=self.num_heads)
-        k = rearrange(keys, "(b k) (n d) h w -> b n (k h w) d", k=num_refs, n=self.num_heads)
-        v = rearrange(values, "(b k) (n d) h w -> b n (k h w) d", k=num_refs, n=self.num_heads)
-        out = F.scaled_dot_product_attention(q, k, v)
-        out = self.to_out(
-            rearrange(out, "b n (h w) d -> b (n d) h w", h=size).contiguous(memory_format=torch.channels_last)
+        heads = self.num_heads
+        q = rearrange(query, "b (m d) (y i) (x j) -> (b y x) m (i j) d", m=heads, i=block, j=block)
+        k = rearrange(
+            self._halo_blocks(keys, block), "(b k) n s (m d) -> (b n) m (k s) d", k=num_refs, m=heads
         )
-        if not return_attention:
-            return x + out, None
-        attention = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
-        return x + out, attention
+        v = rearrange(
+            self._halo_blocks(values, block), "(b k) n s (m c) -> (b n) m (k s) c", k=num_refs, m=heads
+        )
+        inside = self._halo_blocks(torch.ones_like(x[:1, :1]), block) > 0  # (1, blocks, s, 1)
+        mask = rearrange(inside.repeat(batch, 1, num_refs, 1), "b n s 1 -> (b n) 1 1 s")
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        out = rearrange(
+            out, "(b y x) m (i j) c -> b (m c) (y i) (x j)", b=batch, y=height // block, i=block, j=block
+        ).contiguous(memory_format=torch.channels_last)
+        attention = None
+        if return_attention:
+            logits = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+            attention = logits.masked_fill(~mask, float("-inf")).softmax(-1)
+        return x + self.to_out(out), attention
