@@ -60,3 +60,46 @@ def test_stage2_starts_from_stage1_and_freezes_its_codebook():
     assert stage2["train"]["freeze_codebook"] is True
     assert stage1["name"] in stage2["path"]["pretrain_network_g"]
     assert stage1["network_g"] == stage2["network_g"]
+
+
+# The 512 recipes against /work/shared/spec/ENTED.md (training and losses).
+RECIPES_512 = ["train_ented_stage1_512.yml", "train_ented_stage2_512.yml"]
+SPEC_CHANNELS_512 = {512: 64, 256: 128, 128: 256, 64: 512, 32: 512, 16: 512}  # [NTED]
+SPEC_LABELS = {16: 16, 32: 32, 64: 32, 128: 64, 256: 64}  # [NTED]
+
+
+@pytest.mark.parametrize("name", RECIPES_512)
+def test_512_recipe_losses_match_the_spec(name):
+    train = load(OPTION_FILES[0].parent / name)["train"]
+    perceptual = train["perceptual_opt"]
+    assert perceptual["type"] == "PerceptualLoss" and perceptual["vgg_type"] == "vgg19"
+    assert set(perceptual["layer_weights"]) == {f"relu{i}_1" for i in range(1, 6)}
+    assert perceptual["perceptual_weight"] == 1.0
+    assert perceptual["style_weight"] == 1000.0 * perceptual["perceptual_weight"]
+    assert train["attention_opt"]["loss_weight"] == 15.0
+    assert train["gan_opt"]["gan_type"] == "wgan_softplus" and train["gan_opt"]["loss_weight"] == 1.5
+    assert train["r1_gamma"] == 10.0 and train["r1_interval"] == 16
+
+
+@pytest.mark.parametrize("name", RECIPES_512)
+def test_512_recipe_optimisers_and_ema_match_the_spec(name):
+    train = load(OPTION_FILES[0].parent / name)["train"]
+    assert train["optim_g"]["type"] == "Adam" and float(train["optim_g"]["lr"]) == 2e-3
+    assert [float(b) for b in train["optim_g"]["betas"]] == [0.0, 0.99]
+    assert train["optim_d"]["type"] == "Adam" and float(train["optim_d"]["lr"]) == 1.882e-3
+    assert [float(b) for b in train["optim_d"]["betas"]] == [0.0, 0.9905]
+    assert float(train["attention_lr"]) == 1e-4
+    assert (
+        train["ema_decay"] == pytest.approx(0.5 ** (32 / 10000)) and round(train["ema_decay"], 5) == 0.99778
+    )
+    assert not train.get("scheduler"), "NTED trains with a constant learning rate"
+
+
+@pytest.mark.parametrize("name", RECIPES_512 + ["test_ented_512.yml"])
+def test_512_recipe_builds_the_spec_channel_and_label_tables(name):
+    opt = load(OPTION_FILES[0].parent / name)
+    with torch.device("meta"):
+        net = build_network(opt["network_g"])
+    assert net.channels == SPEC_CHANNELS_512
+    assert net.labels == SPEC_LABELS
+    assert net.quantizer is not None, "[paper] ENTED quantizes the LQ latent"
