@@ -74,7 +74,7 @@ class ENTEDModel(BaseModel):
     - ``network_g`` (required), ``network_d`` (optional: without it there is no GAN term).
     - ``train.stage``: 1 trains the code book and the autoencoding path with the HQ face as
       the generator's input; 2 (default) restores ``lq``. ``train.freeze_codebook`` (default:
-      true in stage 2) stops the code words training.
+      true in stage 2 when ``network_g`` has a code book) stops the code words training.
     - ``train.optim_g`` (Adam; its ``lr`` is the base rate), ``train.attention_lr``
       (default 1e-4, for ``net_g.parameter_groups()['attention']``), ``train.optim_d``.
     - Loss terms, each optional: ``pixel_opt``, ``perceptual_opt`` (BasicSR's
@@ -92,6 +92,11 @@ class ENTEDModel(BaseModel):
       comparison grids.
 
     Images are expected in [-1, 1] (datasets with ``mean``/``std`` 0.5).
+
+    Checked at construction, before any network is built: option keys that neither this model
+    nor BasicSR reads (:func:`check_options`), weight files the options name
+    (:func:`check_weight_files`), and metrics that compare with a reference on a dataset with
+    ``reference: none`` (:func:`check_metrics_fit_dataset`).
     """
 
     def __init__(self, opt):
