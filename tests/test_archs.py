@@ -408,7 +408,7 @@ def test_reference_attention_maps_and_references(seeded):
         only_attention.reference_attention["32"].to_out.weight.normal_(0, 0.1)
         assert (only_attention(lq, ref) - only_attention(lq, other)).abs().mean() > 1e-4
     with pytest.raises(ValueError, match="reference_attention must be"):
-        ENTED(**TINY_ENTED_64, reference_attention=(64,))
+        ENTED(**TINY_ENTED_64, reference_attention=(128,))
     with pytest.raises(ValueError, match="divisible"):
         ENTED(**TINY_ENTED_64, reference_attention=(32,), reference_attention_heads=5)
 

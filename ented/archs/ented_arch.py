@@ -64,9 +64,10 @@ class FeatureEncoder(nn.Module):
         self.sizes = sizes[1:]  # resolution after each down conv
 
     def forward(self, img: torch.Tensor) -> list[torch.Tensor]:
-        """img: (B, 3, S, S) -> feature maps at S/2, S/4, ..., 16 (the last is the 16x16 latent)."""
+        """img: (B, 3, S, S) -> feature maps at S, S/2, ..., 16 (the stem's, then one per down conv;
+        the last is the 16x16 latent)."""
         x = self.stem(img)
-        feats = []
+        feats = [x]
         for down in self.downs:
             x = down(x)
             feats.append(x)
@@ -177,8 +178,8 @@ class ENTED(nn.Module):
             features, through a 1x1 conv, are added to the decoder after the scale's first conv
             [default: none; the spec's optional "further encoder->decoder residuals at 32..128"].
             Needs ``identity_residual=True``.
-        reference_attention: Resolutions (16..out_size/2) at which the decoder, after the scale's
-            first conv, attends densely to ``E_ref``'s features of the same scale
+        reference_attention: Resolutions (16..out_size) at which the decoder, after the scale's
+            first conv, attends densely to ``E_ref``'s features of the same scale (at out_size: its stem's)
             (:mod:`ented.archs.reference_attention`) [not in the paper; default: none = faithful
             ENTED]. This is what carries spatially precise detail (moles, scars) from the
             reference; e.g. ``(32,)`` for a 64 px model, ``(64, 128)`` at 512.
@@ -296,11 +297,9 @@ class ENTED(nn.Module):
         self.lq_skips = nn.ModuleDict(
             {str(r): EqualConv2d(ch[r], ch[r], 1) for r in sorted(self.config["lq_skips"])}
         )
-        bad = [r for r in self.config["reference_attention"] if r not in ch or r == out_size]
+        bad = [r for r in self.config["reference_attention"] if r not in ch]
         if bad:
-            raise ValueError(
-                f"reference_attention must be resolutions between 16 and {out_size // 2}, got {bad}"
-            )
+            raise ValueError(f"reference_attention must be resolutions between 16 and {out_size}, got {bad}")
         self.reference_attention = nn.ModuleDict(
             {
                 str(r): DenseReferenceAttention(

@@ -15,10 +15,13 @@ by a halo of ``w`` on every side, in each of the K references -- cost linear in 
     q = W_q [norm(x) ; P]        x: decoder activations (B, C, h, w); P: Fourier features of the position
     k = W_k [norm(f_ref) ; P]    f_ref: E_ref's features at the same scale (B, K, C, h, w)
     v = W_v norm(f_ref)
-    x <- x + W_o softmax(q k^T / sqrt(d)) v        (over the block + halo of every reference)
+    x <- x + W_o softmax(q k^T / sqrt(d) - |p_q - p_k|^2 / (2 sigma^2)) v   (block + halo of every reference)
 
-Positions outside the image are masked out. ``W_o`` starts at zero, so at initialisation the
-decoder is ENTED's.
+The last term is a learned Gaussian prior on the displacement between a position and the
+reference position it reads (sigma per head, initially 1 position): at the start each position
+reads the reference around its own place -- right for aligned faces up to the pose -- and the
+features learn to follow the pose from there. Positions outside the image are masked out. ``W_o``
+starts at zero, so at initialisation the decoder is ENTED's.
 """
 
 import math
@@ -77,6 +80,7 @@ class DenseReferenceAttention(nn.Module):
         self.to_q = nn.Conv2d(channels + positions, dim * num_heads, 1)
         self.to_k = nn.Conv2d(ref_channels + positions, dim * num_heads, 1)
         self.to_v = nn.Conv2d(ref_channels, channels, 1)
+        self.log_sigma = nn.Parameter(torch.zeros(num_heads))  # displacement prior, sigma = 1 position
         self.to_out = nn.Conv2d(channels, channels, 1)
         nn.init.zeros_(self.to_out.weight)
         nn.init.zeros_(self.to_out.bias)
@@ -113,14 +117,28 @@ class DenseReferenceAttention(nn.Module):
         v = rearrange(
             self._halo_blocks(values, block), "(b k) n s (m c) -> (b n) m (k s) c", k=num_refs, m=heads
         )
-        inside = self._halo_blocks(torch.ones_like(x[:1, :1]), block) > 0  # (1, blocks, s, 1)
-        mask = rearrange(inside.repeat(batch, 1, num_refs, 1), "b n s 1 -> (b n) 1 1 s")
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=self._logit_bias(x, block, batch, num_refs))
         out = rearrange(
             out, "(b y x) m (i j) c -> b (m c) (y i) (x j)", b=batch, y=height // block, i=block, j=block
         ).contiguous(memory_format=torch.channels_last)
         attention = None
         if return_attention:
             logits = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
-            attention = logits.masked_fill(~mask, float("-inf")).softmax(-1)
+            attention = (logits + self._logit_bias(x, block, batch, num_refs)).softmax(-1)
         return x + self.to_out(out), attention
+
+    def _logit_bias(self, x: torch.Tensor, block: int, batch: int, num_refs: int) -> torch.Tensor:
+        """(B * blocks, heads, b*b, K*(b+2w)^2): the displacement prior, -inf outside the image."""
+        size = block + 2 * self.window
+        query_pos = torch.stack(
+            torch.meshgrid(*[torch.arange(block, device=x.device)] * 2, indexing="ij"), -1
+        )
+        key_pos = torch.stack(
+            torch.meshgrid(*[torch.arange(size, device=x.device) - self.window] * 2, indexing="ij"), -1
+        )
+        distance2 = (query_pos.reshape(-1, 1, 2) - key_pos.reshape(1, -1, 2)).pow(2).sum(-1).to(x.dtype)
+        prior = -distance2 / (2 * torch.exp(2 * self.log_sigma.to(x.dtype)))[:, None, None]  # (m, bb, s)
+        inside = self._halo_blocks(torch.ones_like(x[:1, :1]), block)[..., 0] > 0  # (1, blocks, s)
+        bias = prior[None, None].masked_fill(~inside[:, :, None, None, :], float("-inf"))  # (1, n, m, bb, s)
+        bias = bias.repeat(batch, 1, 1, 1, num_refs)
+        return rearrange(bias, "b n m q s -> (b n) m q s")
