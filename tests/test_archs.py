@@ -416,13 +416,13 @@ def test_reference_attention_maps_and_references(seeded):
 def test_reference_attention_is_local(seeded):
     from ented.archs.reference_attention import DenseReferenceAttention
 
-    attention = DenseReferenceAttention(8, 8, dim=8, window=2)
+    attention = DenseReferenceAttention(8, 8, 8, dim=8, window=2)
     torch.nn.init.normal_(attention.to_out.weight)
     x, ref = torch.randn(1, 8, 32, 32), torch.randn(1, 1, 8, 32, 32)
     far = ref.clone()
     # shuffle positions beyond the top-left block's halo (rows/cols < 10): the norms' statistics stay
     far[..., 20:, 20:] = far[..., 20:, 20:].flatten(-2)[..., torch.randperm(144)].view(1, 1, 8, 12, 12)
     with torch.no_grad():
-        before, after = attention(x, ref)[0], attention(x, far)[0]
+        before, after = attention(x, ref, ref)[0], attention(x, far, far)[0]
     torch.testing.assert_close(after[..., :8, :8], before[..., :8, :8])
     assert (after[..., 24:, 24:] - before[..., 24:, 24:]).abs().max() > 1e-3

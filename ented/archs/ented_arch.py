@@ -13,6 +13,7 @@ import json
 import math
 
 import torch
+import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from einops import rearrange
 from torch import nn
@@ -39,6 +40,12 @@ def channel_plan(out_size: int, width: float, channels: dict | None) -> dict[int
     if missing:
         raise ValueError(f"no channel count for resolutions {missing}; pass them in `channels`")
     return {s: max(1, int(round(plan[s] * width))) for s in sizes}
+
+
+def key_scales(res: int) -> list[int]:
+    """The E_ref scales whose features key the reference attention at ``res``: it and the two
+    coarser ones (down to the 16x16 latent), for context."""
+    return [s for s in (res, res // 2, res // 4) if s >= LATENT_SIZE]
 
 
 def check_out_size(out_size: int, low: int = 32, high: int = 1024) -> None:
@@ -179,7 +186,8 @@ class ENTED(nn.Module):
             [default: none; the spec's optional "further encoder->decoder residuals at 32..128"].
             Needs ``identity_residual=True``.
         reference_attention: Resolutions (16..out_size) at which the decoder, after the scale's
-            first conv, attends densely to ``E_ref``'s features of the same scale (at out_size: its stem's)
+            first conv, attends to ``E_ref``'s features of the same scale (at out_size: its stem's),
+            matched by those and the two coarser scales' features
             (:mod:`ented.archs.reference_attention`) [not in the paper; default: none = faithful
             ENTED]. This is what carries spatially precise detail (moles, scars) from the
             reference; e.g. ``(32,)`` for a 64 px model, ``(64, 128)`` at 512.
@@ -303,7 +311,12 @@ class ENTED(nn.Module):
         self.reference_attention = nn.ModuleDict(
             {
                 str(r): DenseReferenceAttention(
-                    ch[r], ch[r], reference_attention_dim, reference_attention_heads
+                    ch[r],
+                    ch[r],
+                    sum(ch[s] for s in key_scales(r)),
+                    reference_attention_dim,
+                    reference_attention_heads,
+                    reference_attention_window,
                 )
                 for r in sorted(self.config["reference_attention"])
             }
@@ -427,8 +440,16 @@ class ENTED(nn.Module):
                 if j == 0 and str(res) in self.lq_skips:
                     x = x + self.lq_skips[str(res)](lq_by_res[res])
                 if j == 0 and str(res) in self.reference_attention:
-                    ref_feat = rearrange(ref_by_res[res], "(b k) c h w -> b k c h w", b=batch)
-                    x, attention = self.reference_attention[str(res)](x, ref_feat, return_aux)
+                    keys = [ref_by_res[res]] + [
+                        F.interpolate(ref_by_res[s], size=res, mode="bilinear", align_corners=False)
+                        for s in key_scales(res)[1:]
+                    ]
+                    x, attention = self.reference_attention[str(res)](
+                        x,
+                        rearrange(ref_by_res[res], "(b k) c h w -> b k c h w", b=batch),
+                        rearrange(torch.cat(keys, 1), "(b k) c h w -> b k c h w", b=batch),
+                        return_aux,
+                    )
                     if return_aux:
                         reference_attention[res] = attention
                 if return_aux and dist is not None:

@@ -13,8 +13,9 @@ the blocked form of HaloNet (Vaswani et al., CVPR 2021): the map is cut into ``b
 by a halo of ``w`` on every side, in each of the K references -- cost linear in the image area:
 
     q = W_q [norm(x) ; P]        x: decoder activations (B, C, h, w); P: Fourier features of the position
-    k = W_k [norm(f_ref) ; P]    f_ref: E_ref's features at the same scale (B, K, C, h, w)
-    v = W_v norm(f_ref)
+    k = W_k [norm(g_ref) ; P]    g_ref: E_ref's features at this scale and the two coarser ones, upsampled
+                                 (B, K, C_k, h, w): the context that finds the match
+    v = W_v norm(f_ref)          f_ref: E_ref's features at this scale (B, K, C_v, h, w): the detail
     x <- x + W_o softmax(q k^T / sqrt(d) - |p_q - p_k|^2 / (2 sigma^2)) v   (block + halo of every reference)
 
 The last term is a learned Gaussian prior on the displacement between a position and the
@@ -48,7 +49,8 @@ class DenseReferenceAttention(nn.Module):
 
     Args:
         channels: Channels of the decoder activations (output channels too).
-        ref_channels: Channels of the reference features.
+        value_channels: Channels of the reference features read as values.
+        key_channels: Channels of the reference features matched as keys.
         dim: Query/key size per head [default: 32].
         num_heads: Heads; must divide ``channels`` [default: 1].
         window: Halo ``w`` in positions of this scale [default: 4].
@@ -58,7 +60,8 @@ class DenseReferenceAttention(nn.Module):
     def __init__(
         self,
         channels: int,
-        ref_channels: int,
+        value_channels: int,
+        key_channels: int,
         dim: int = 32,
         num_heads: int = 1,
         window: int = 4,
@@ -76,10 +79,11 @@ class DenseReferenceAttention(nn.Module):
         self.num_frequencies = num_frequencies
         positions = 4 * num_frequencies
         self.norm_x = nn.GroupNorm(1, channels)
-        self.norm_ref = nn.GroupNorm(1, ref_channels)
+        self.norm_keys = nn.GroupNorm(1, key_channels)
+        self.norm_values = nn.GroupNorm(1, value_channels)
         self.to_q = nn.Conv2d(channels + positions, dim * num_heads, 1)
-        self.to_k = nn.Conv2d(ref_channels + positions, dim * num_heads, 1)
-        self.to_v = nn.Conv2d(ref_channels, channels, 1)
+        self.to_k = nn.Conv2d(key_channels + positions, dim * num_heads, 1)
+        self.to_v = nn.Conv2d(value_channels, channels, 1)
         self.log_sigma = nn.Parameter(torch.zeros(num_heads))  # displacement prior, sigma = 1 position
         self.to_out = nn.Conv2d(channels, channels, 1)
         nn.init.zeros_(self.to_out.weight)
@@ -91,23 +95,26 @@ class DenseReferenceAttention(nn.Module):
         unfolded = F.unfold(maps, size, padding=self.window, stride=block)
         return rearrange(unfolded, "n (c s) blocks -> n blocks s c", s=size * size)
 
-    def forward(self, x: torch.Tensor, ref: torch.Tensor, return_attention: bool = False):
-        """x: (B, C, h, w); ref: (B, K, C_ref, h, w) -> (x + attention output (B, C, h, w), attention).
+    def forward(
+        self, x: torch.Tensor, values: torch.Tensor, keys: torch.Tensor, return_attention: bool = False
+    ):
+        """x: (B, C, h, w); values: (B, K, C_v, h, w); keys: (B, K, C_k, h, w)
+        -> (x + attention output (B, C, h, w), attention).
 
         The attention (B * blocks, heads, b*b, K*(b+2w)^2) is returned only with ``return_attention``
         (else None); blocks are in raster order, positions within a block too.
         """
         batch, _, height, width = x.shape
-        num_refs = ref.shape[1]
+        num_refs = values.shape[1]
         block = min(BLOCK, height, width)
         if height % block or width % block:
             raise ValueError(f"reference attention needs sides divisible by {block}, got {height}x{width}")
         if height != width:
             raise ValueError(f"reference attention needs square maps, got {height}x{width}")
         positions = fourier_positions(height, self.num_frequencies, x.device, x.dtype)
-        refs = self.norm_ref(rearrange(ref, "b k c h w -> (b k) c h w"))
-        keys = self.to_k(torch.cat([refs, positions.expand(len(refs), -1, -1, -1)], 1))
-        values = self.to_v(refs)
+        keys = self.norm_keys(rearrange(keys, "b k c h w -> (b k) c h w"))
+        keys = self.to_k(torch.cat([keys, positions.expand(len(keys), -1, -1, -1)], 1))
+        values = self.to_v(self.norm_values(rearrange(values, "b k c h w -> (b k) c h w")))
         query = self.to_q(torch.cat([self.norm_x(x), positions.expand(batch, -1, -1, -1)], 1))
         heads = self.num_heads
         q = rearrange(query, "b (m d) (y i) (x j) -> (b y x) m (i j) d", m=heads, i=block, j=block)
