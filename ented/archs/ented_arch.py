@@ -194,7 +194,9 @@ class ENTED(nn.Module):
         reference_attention_dim: Query/key size per head of the reference attention [default: 32].
         reference_attention_heads: Heads of the reference attention [default: 1].
         reference_attention_window: Window radius of the reference attention, in positions of its
-            scale [default: 4, a 9x9 window; at 32 px of a 64 px face that is +-8 output pixels].
+            scale [default: 4: each 8x8 block reads a 16x16 reference window].
+        reference_attention_sigma: Initial width (positions) of the reference attention's learned
+            Gaussian prior on the displacement between a position and what it reads [default: 1].
 
     ``ref=None`` uses ``lq`` itself as the reference ("self reference"): the network still runs,
     but its textures then come from the degraded image. A reference of another person supplies
@@ -229,6 +231,7 @@ class ENTED(nn.Module):
         reference_attention_dim: int = 32,
         reference_attention_heads: int = 1,
         reference_attention_window: int = 4,
+        reference_attention_sigma: float = 1.0,
     ):
         super().__init__()
         check_out_size(out_size)
@@ -259,6 +262,7 @@ class ENTED(nn.Module):
             "reference_attention_dim": reference_attention_dim,
             "reference_attention_heads": reference_attention_heads,
             "reference_attention_window": reference_attention_window,
+            "reference_attention_sigma": reference_attention_sigma,
         }
         json.dumps(self.config)  # fails early if an argument cannot be saved
         self.out_size = out_size
@@ -317,6 +321,7 @@ class ENTED(nn.Module):
                     reference_attention_dim,
                     reference_attention_heads,
                     reference_attention_window,
+                    sigma=reference_attention_sigma,
                 )
                 for r in sorted(self.config["reference_attention"])
             }

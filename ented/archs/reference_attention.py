@@ -19,7 +19,7 @@ by a halo of ``w`` on every side, in each of the K references -- cost linear in 
     x <- x + W_o softmax(q k^T / sqrt(d) - |p_q - p_k|^2 / (2 sigma^2)) v   (block + halo of every reference)
 
 The last term is a learned Gaussian prior on the displacement between a position and the
-reference position it reads (sigma per head, initially 1 position): at the start each position
+reference position it reads (sigma per head, initially ``sigma`` positions): at the start each position
 reads the reference around its own place -- right for aligned faces up to the pose -- and the
 features learn to follow the pose from there. Positions outside the image are masked out. ``W_o``
 starts at zero, so at initialisation the decoder is ENTED's.
@@ -44,6 +44,32 @@ def fourier_positions(size: int, num_frequencies: int, device=None, dtype=None) 
     return torch.cat([angles.sin(), angles.cos()]).to(dtype)
 
 
+def halo_blocks(maps: torch.Tensor, block: int, window: int) -> torch.Tensor:
+    """(N, C, h, w) -> (N, blocks, (block + 2 window)^2, C): each block with its halo, zero-padded."""
+    size = block + 2 * window
+    unfolded = F.unfold(maps, size, padding=window, stride=block)
+    return rearrange(unfolded, "n (c s) blocks -> n blocks s c", s=size * size)
+
+
+def warp_with_attention(attention: torch.Tensor, maps: torch.Tensor, window: int) -> torch.Tensor:
+    """Reads reference-aligned maps through a :class:`DenseReferenceAttention`'s attention.
+
+    Args:
+        attention: (B * blocks, heads, b*b, K*(b+2w)^2), as the module returns it (heads are averaged).
+        maps: (B, K, C, h, w), e.g. the references' RGB at the attention's scale.
+        window: the module's halo ``w``.
+
+    Returns:
+        (B, C, h, w): what each position reads from ``maps`` (an RGB "warp" of the references).
+    """
+    batch, num_refs, _, height, width = maps.shape
+    block = math.isqrt(attention.shape[2])
+    blocks = halo_blocks(rearrange(maps, "b k c h w -> (b k) c h w"), block, window)
+    values = rearrange(blocks, "(b k) n s c -> (b n) (k s) c", k=num_refs)
+    out = attention.mean(1) @ values.to(attention.dtype)
+    return rearrange(out, "(b y x) (i j) c -> b c (y i) (x j)", b=batch, y=height // block, i=block)
+
+
 class DenseReferenceAttention(nn.Module):
     """Local (block + halo) cross-attention from decoder activations to reference features at one scale.
 
@@ -55,6 +81,7 @@ class DenseReferenceAttention(nn.Module):
         num_heads: Heads; must divide ``channels`` [default: 1].
         window: Halo ``w`` in positions of this scale [default: 4].
         num_frequencies: Octaves of the Fourier position features [default: 4].
+        sigma: Initial width of the displacement prior, in positions [default: 1].
     """
 
     def __init__(
@@ -66,6 +93,7 @@ class DenseReferenceAttention(nn.Module):
         num_heads: int = 1,
         window: int = 4,
         num_frequencies: int = 4,
+        sigma: float = 1.0,
     ):
         super().__init__()
         if channels % num_heads:
@@ -84,16 +112,12 @@ class DenseReferenceAttention(nn.Module):
         self.to_q = nn.Conv2d(channels + positions, dim * num_heads, 1)
         self.to_k = nn.Conv2d(key_channels + positions, dim * num_heads, 1)
         self.to_v = nn.Conv2d(value_channels, channels, 1)
-        self.log_sigma = nn.Parameter(torch.zeros(num_heads))  # displacement prior, sigma = 1 position
+        if sigma <= 0:
+            raise ValueError(f"reference attention sigma must be positive, got {sigma}")
+        self.log_sigma = nn.Parameter(torch.full((num_heads,), math.log(sigma)))
         self.to_out = nn.Conv2d(channels, channels, 1)
         nn.init.zeros_(self.to_out.weight)
         nn.init.zeros_(self.to_out.bias)
-
-    def _halo_blocks(self, maps: torch.Tensor, block: int) -> torch.Tensor:
-        """(N, C, h, w) -> (N, blocks, (block + 2 w)^2, C): each block with its halo, zero-padded."""
-        size = block + 2 * self.window
-        unfolded = F.unfold(maps, size, padding=self.window, stride=block)
-        return rearrange(unfolded, "n (c s) blocks -> n blocks s c", s=size * size)
 
     def forward(
         self, x: torch.Tensor, values: torch.Tensor, keys: torch.Tensor, return_attention: bool = False
@@ -119,10 +143,10 @@ class DenseReferenceAttention(nn.Module):
         heads = self.num_heads
         q = rearrange(query, "b (m d) (y i) (x j) -> (b y x) m (i j) d", m=heads, i=block, j=block)
         k = rearrange(
-            self._halo_blocks(keys, block), "(b k) n s (m d) -> (b n) m (k s) d", k=num_refs, m=heads
+            halo_blocks(keys, block, self.window), "(b k) n s (m d) -> (b n) m (k s) d", k=num_refs, m=heads
         )
         v = rearrange(
-            self._halo_blocks(values, block), "(b k) n s (m c) -> (b n) m (k s) c", k=num_refs, m=heads
+            halo_blocks(values, block, self.window), "(b k) n s (m c) -> (b n) m (k s) c", k=num_refs, m=heads
         )
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=self._logit_bias(x, block, batch, num_refs))
         out = rearrange(
@@ -145,7 +169,7 @@ class DenseReferenceAttention(nn.Module):
         )
         distance2 = (query_pos.reshape(-1, 1, 2) - key_pos.reshape(1, -1, 2)).pow(2).sum(-1).to(x.dtype)
         prior = -distance2 / (2 * torch.exp(2 * self.log_sigma.to(x.dtype)))[:, None, None]  # (m, bb, s)
-        inside = self._halo_blocks(torch.ones_like(x[:1, :1]), block)[..., 0] > 0  # (1, blocks, s)
+        inside = halo_blocks(torch.ones_like(x[:1, :1]), block, self.window)[..., 0] > 0  # (1, blocks, s)
         bias = prior[None, None].masked_fill(~inside[:, :, None, None, :], float("-inf"))  # (1, n, m, bb, s)
         bias = bias.repeat(batch, 1, 1, 1, num_refs)
         return rearrange(bias, "b n m q s -> (b n) m q s")
