@@ -16,12 +16,12 @@ import time
 import torch
 
 import ented  # noqa: F401  (registers the datasets)
-from ented.data.synthetic_faces import write_synthetic_identity_set
+from ented.data.synthetic_faces import RENDERERS, write_synthetic_identity_set
 
 
-def time_generation(root: str, identities: int, images: int, size: int, seed: int) -> float:
+def time_generation(root: str, identities: int, images: int, size: int, seed: int, renderer: str) -> float:
     start = time.perf_counter()
-    write_synthetic_identity_set(root, identities, images, size, seed)
+    write_synthetic_identity_set(root, identities, images, size, seed, renderer=renderer)
     return time.perf_counter() - start
 
 
@@ -54,17 +54,18 @@ def main() -> None:
 
     cv2.setNumThreads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        for size in sorted({128, args.size}):
-            root = os.path.join(tmp, f"synthetic_{size}")
-            seconds = time_generation(root, args.identities, args.images, size, seed=0)
-            count = args.identities * args.images
-            print(
-                f"synthetic set {args.identities} x {args.images} at {size}px: {seconds:.2f} s "
-                f"({1000 * seconds / count:.1f} ms/image, written as PNG)"
-            )
+        for renderer in RENDERERS:
+            for size in sorted({128, args.size}):
+                root = os.path.join(tmp, f"{renderer}_{size}")
+                seconds = time_generation(root, args.identities, args.images, size, 0, renderer)
+                count = args.identities * args.images
+                print(
+                    f"{renderer} synthetic set {args.identities} x {args.images} at {size}px: {seconds:.2f} s "
+                    f"({1000 * seconds / count:.1f} ms/image, written as PNG)"
+                )
         if args.generate_only:
             return
-        root = os.path.join(tmp, f"synthetic_{args.size}")
+        root = os.path.join(tmp, f"posed_{args.size}")
         opt = {
             "type": "ENTEDReferenceFaceDataset",
             "name": "benchmark",

@@ -19,7 +19,7 @@ import sys
 
 from ented.data import preparation
 from ented.data.image_io import DEFAULT_MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS_ENV
-from ented.data.synthetic_faces import write_synthetic_identity_set
+from ented.data.synthetic_faces import RENDERERS, write_synthetic_identity_set
 
 
 def _integer(low: int, high: int | None = None, odd: bool = False):
@@ -112,7 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=positive, default=6, help="images per identity")
     p.add_argument("--size", type=positive, default=128)
     p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--pose-jitter", type=_number(0), default=1.0, help="0: perfectly aligned views")
+    p.add_argument(
+        "--pose-jitter",
+        type=_number(0),
+        default=1.0,
+        help="scales the pose ranges; 0: frontal / aligned views",
+    )
+    p.add_argument(
+        "--renderer",
+        choices=RENDERERS,
+        default="posed",
+        help="posed: 3-D heads from varied poses, with a .json sidecar per image (default); flat: the first, "
+        "near-aligned drawings",
+    )
 
     p = sub.add_parser("split", help="identity-disjoint train/test identity lists (train.txt, test.txt)")
     p.add_argument("root", help="identity folders")
@@ -159,7 +171,14 @@ def run(args) -> object:
     progress = not args.quiet
     if args.command == "synthetic":
         return write_synthetic_identity_set(
-            args.root, args.identities, args.images, args.size, args.seed, args.pose_jitter, progress=progress
+            args.root,
+            args.identities,
+            args.images,
+            args.size,
+            args.seed,
+            args.pose_jitter,
+            progress=progress,
+            renderer=args.renderer,
         )
     if args.command == "split":
         return preparation.prepare_split(

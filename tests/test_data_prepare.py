@@ -126,3 +126,16 @@ def test_cli_end_to_end(tmp_path):
 def test_cli_reports_bad_input_with_exit_code(tmp_path, caplog):
     assert main(["-q", "split", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
     assert "does not exist" in caplog.text
+
+
+def test_cli_synthetic_renderers(tmp_path):
+    assert (
+        main(
+            ["-q", "synthetic", str(tmp_path / "posed"), "--identities", "1", "--images", "2", "--size", "32"]
+        )
+        == 0
+    )
+    assert sorted(os.listdir(tmp_path / "posed" / "id0000")) == ["0.json", "0.png", "1.json", "1.png"]
+    flat = ["-q", "synthetic", str(tmp_path / "flat"), "--identities", "1", "--images", "2", "--size", "32"]
+    assert main([*flat, "--renderer", "flat"]) == 0
+    assert sorted(os.listdir(tmp_path / "flat" / "id0000")) == ["0.png", "1.png"]
