@@ -1,0 +1,102 @@
+"""Where does the reference go in a trained ENTED? Measures on held-out triplets of the pose-varied set.
+
+For a checkpoint trained by ``benchmarks/reference_detail.py`` (its run folder), prints:
+
+- ``reference effect``: mean absolute change of the face (grey levels, 0-255) when the true
+  reference is replaced by none (the input as its own reference), next to the change when the
+  input is replaced by another photo's input with the same reference -- which path carries the
+  output;
+- ``labels on marks``: for every extraction operation, how much more attention its most
+  mark-seeking label puts on mole pixels than a label spread evenly over the face would (1 = no
+  preference; a label that locked onto the moles would score far above 1);
+- ``alpha``: the identity residual's weight;
+- for networks with reference attention, the learned width of its displacement prior (sigma, in
+  positions of its scale).
+
+Example: ``python benchmarks/reference_paths.py bench_ref/runs/faithful/seed0 --data bench_ref/data.json``
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+
+from ented.experiment import load_trained_network
+from ented.reference_detail import bgr_image, triplet_options
+
+
+def mark_map(marks: torch.Tensor, size: int) -> torch.Tensor:
+    """(size, size) bool: pixels inside the visible marks (x, y, r, visible rows)."""
+    yy, xx = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    inside = torch.zeros(size, size, dtype=torch.bool)
+    for x, y, r, visible in marks.tolist():
+        if visible > 0.5:
+            inside |= (xx - x - 0.5) ** 2 + (yy - y - 0.5) ** 2 <= max(r, 0.75) ** 2
+    return inside
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run", type=Path, help="a run folder: runs/<variant>/seed<N>")
+    parser.add_argument("--data", type=Path, required=True, help="the benchmark's data.json")
+    parser.add_argument("--split", default="val", choices=("val", "test"))
+    args = parser.parse_args()
+    from basicsr.data import build_dataset
+
+    import ented  # noqa: F401  (registers)
+
+    (option_file,) = (args.run / "options").glob("*.yml")
+    opt = yaml.safe_load(option_file.read_text())
+    net = load_trained_network(opt, args.run / "experiments" / opt["name"] / "models" / "net_g_latest.pth")
+    data = json.loads(args.data.read_text())
+    size = opt["network_g"]["out_size"]
+    dataset = build_dataset(triplet_options(data, args.split, size))
+    reference_effect, input_effect, mark_preference = [], [], {}
+    with torch.no_grad():
+        for index in range(len(dataset)):
+            sample = dataset[index]
+            other = dataset[(index + 2) % len(dataset)]  # another identity's input (2 photos each)
+            lq, ref = sample["lq"][None], sample["ref"][None]
+            out, aux = net(lq, ref, return_aux=True)
+            face = sample["face_mask"][0] > 0.5
+            grey = lambda t: torch.from_numpy(bgr_image(t[0]).astype(np.float32).mean(-1))  # noqa: E731
+            reference_effect.append((grey(out) - grey(net(lq, None)))[face].abs().mean().item())
+            input_effect.append((grey(out) - grey(net(other["lq"][None], ref)))[face].abs().mean().item())
+            ref_marks = mark_map(_ref_marks(sample), size)
+            ref_face = F.interpolate(face[None, None].float(), size=size)[0, 0] > 0.5
+            for layer, (extraction, _) in enumerate(aux["texture_attention"]):
+                h = extraction.shape[-1]
+                marks_h = F.adaptive_avg_pool2d(ref_marks[None, None].float(), h)[0, 0]
+                face_h = F.adaptive_avg_pool2d(ref_face[None, None].float(), h)[0, 0]
+                share = (extraction[0, 0] * marks_h).sum((-1, -2)) / extraction[0, 0].sum((-1, -2))
+                even = marks_h.sum() / face_h.sum().clamp(min=1)
+                mark_preference.setdefault(f"layer {layer} ({h}px)", []).append((share.max() / even).item())
+    print(f"{args.run}: {len(dataset)} {args.split} triplets")
+    print(f"reference effect (true reference -> none): {np.mean(reference_effect):.2f} grey levels")
+    print(f"input effect (another photo's input, same reference): {np.mean(input_effect):.2f} grey levels")
+    for layer, values in mark_preference.items():
+        print(
+            f"labels on marks, {layer}: most mark-seeking label x{np.median(values):.2f} (median over images)"
+        )
+    if net.identity_alpha is not None:
+        print(f"identity residual alpha: {net.identity_alpha.item():.3f}")
+    for res, module in net.reference_attention.items():
+        print(f"reference attention at {res}px: sigma {module.log_sigma.exp().tolist()}")
+
+
+def _ref_marks(sample: dict) -> torch.Tensor:
+    """The marks of the sample's (first) reference, from its sidecar."""
+    import os
+
+    from ented.data.sidecars import read_sidecar
+
+    sidecar = read_sidecar(sample["ref_path"].split(os.pathsep)[0])
+    return torch.tensor([[m["x"], m["y"], m["radius"], float(m["visible"])] for m in sidecar["marks"]])
+
+
+if __name__ == "__main__":
+    main()
