@@ -29,7 +29,7 @@ def test_warp_reads_where_the_attention_points():
 
 
 def test_loss_is_zero_only_for_the_right_correspondence():
-    loss = ENTEDReferenceAttentionLoss(loss_weight=2.0)
+    loss = ENTEDReferenceAttentionLoss(loss_weight=2.0, detail_sigma=None)
     ref = torch.rand(2, 3, 32, 32) * 2 - 1
     gt = torch.roll(ref, shifts=(2, 0), dims=(-2, -1))  # the gt shows the reference 2 px (1 position) lower
     right = {16: shift_attention(2, 16, -1, 0)}
@@ -56,3 +56,14 @@ def test_loss_trains_the_attention_of_a_network(seeded):
     for name in ("to_q", "to_k"):
         assert getattr(module, name).weight.grad.abs().sum() > 0, name
     assert module.log_sigma.grad.abs().sum() > 0
+
+
+def test_detail_loss_ignores_lighting_but_not_misplaced_detail():
+    loss = ENTEDReferenceAttentionLoss(detail_sigma=1.0)
+    ref = torch.rand(1, 3, 16, 16) * 2 - 1
+    relit = ref * 0.8 + torch.linspace(-0.3, 0.3, 16)  # another exposure and a lighting ramp
+    same_place = {16: shift_attention(1, 16, 0, 0)}
+    moved = {16: shift_attention(1, 16, 0, 1)}
+    colour_loss = ENTEDReferenceAttentionLoss(detail_sigma=None)
+    assert loss(same_place, ref, relit, WINDOW) < 0.5 * colour_loss(same_place, ref, relit, WINDOW)
+    assert loss(moved, ref, relit, WINDOW) > 2 * loss(same_place, ref, relit, WINDOW)
