@@ -11,10 +11,15 @@ Variants (all from ``options/demo_train_tiny.yml``, 64 px):
 - ``blind``: the ``dense`` network trained with no reference (``reference: none``), so "reference
   vs blind" compares two trained models.
 
-Settings are chosen with ``--split val``; report with ``--split test``. Example (2-core CPU, about
-5 min per training run at 1,500 iterations)::
+Settings are chosen with ``--split val``; report with ``--split test`` on a set whose identities
+never served for choices (another ``--data-seed``). The runs of docs/architecture.md (2-core CPU,
+two processes side by side, one thread each)::
 
-    python benchmarks/reference_detail.py --workdir bench_ref --seeds 0 1 2 --split test
+    B="python benchmarks/reference_detail.py --workdir bench_ref --data-seed 1 --split test --threads 1"
+    $B --prepare-only
+    $B --variants dense --seeds 0 1 2 & $B --variants blind --seeds 0 1 2; wait
+    $B --variants faithful --seeds 0 --threads 2
+    $B --variants faithful dense blind --table-only
 """
 
 import argparse
@@ -26,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from ented.atomic_io import atomic_write_text
 from ented.experiment import load_option_file, load_trained_network, train
 from ented.reference_detail import (
     CONDITIONS,
@@ -83,89 +89,101 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the set and the split")
     parser.add_argument(
+        "--threads", type=int, help="torch threads (e.g. 1 to run two processes side by side)"
+    )
+    parser.add_argument("--prepare-only", action="store_true", help="write the data and stop")
+    parser.add_argument("--table-only", action="store_true", help="print the table of finished runs")
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
         type=parse_override,
         default=[],
-        help="option override, e.g. --set train.attention_opt.loss_weight=1.0 (value in JSON)",
+        help="option override, e.g. --set network_g.reference_attention_sigma=1.0 (value in JSON)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.threads:
+        torch.set_num_threads(args.threads)
     workdir = Path(args.workdir).resolve()
     base = load_option_file("demo_train_tiny.yml")
-    degradation = {
-        k: base["datasets"]["train"][k]
-        for k in ("blur_sigma", "downsample_range", "noise_range", "jpeg_range")
-    }
-    data_file = workdir / "data.json"
-    if data_file.is_file():
-        data = json.loads(data_file.read_text())
-    else:
-        data = prepare_posed_data(
-            workdir,
-            args.identities,
-            6,
-            SIZE,
-            args.val_identities,
-            args.test_identities,
-            args.data_seed,
-            degradation,
-        )
-        data_file.write_text(json.dumps(data))
-    results_file = workdir / f"results_{args.split}.json"
-    results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    data = load_or_prepare_data(workdir, base, args)
+    if args.prepare_only:
+        return
     overrides = dict(args.overrides)
+    results_dir = workdir / "results" / args.split
     for variant in args.variants:
         for seed in args.seeds:
-            key = f"{variant}/seed{seed}"
-            if (
-                key in results
-                and results[key]["overrides"] == overrides
-                and results[key]["iters"] == args.iters
-            ):
+            result_file = results_dir / f"{variant}_seed{seed}.json"
+            if args.table_only or _finished(result_file, overrides, args.iters):
                 continue
             opt = variant_options(base, variant, data, seed, args.iters, overrides)
             started = time.perf_counter()
-            checkpoint = train(opt, workdir / "runs" / key)
+            checkpoint = train(opt, workdir / "runs" / f"{variant}_seed{seed}")
             trained = time.perf_counter() - started
             net = load_trained_network(opt, checkpoint)
             conditions = {"no reference": CONDITIONS["no reference"]} if variant == "blind" else CONDITIONS
             scores = evaluate_conditions(net, data, args.split, SIZE, conditions)
-            results[key] = {
-                "overrides": overrides,
-                "iters": args.iters,
-                "train_seconds": trained,
-                "scores": scores,
-            }
-            results_file.write_text(json.dumps(results, indent=1))
-            logging.info("%s: %s", key, json.dumps(scores["true reference"]))
-    rows = {}
-    for variant in args.variants:
-        for condition in CONDITIONS:
-            if variant == "blind" and condition != "no reference":
-                continue
-            label = f"{variant}: {condition}"
-            runs = [results[f"{variant}/seed{s}"]["scores"][condition] for s in args.seeds]
-            rows[label] = {metric: [run[metric] for run in runs] for metric in METRICS}
-    large = [
-        k
-        for k in results[f"{args.variants[0]}/seed{args.seeds[0]}"]["scores"].get("true reference", {})
-        if "@" in k
-    ]
-    print(f"\n{args.split} split, seeds {args.seeds}, {args.iters} iterations, overrides {overrides}\n")
-    print(markdown_table(rows))
-    print("\nTrue reference, erased-mark recall by yaw difference between reference and gt:\n")
-    yaw_rows = {
-        variant: {
-            k: [results[f"{variant}/seed{s}"]["scores"]["true reference"][k] for s in args.seeds]
-            for k in large
-        }
-        for variant in args.variants
-        if variant != "blind"
+            record = {"overrides": overrides, "iters": args.iters, "train_seconds": trained, "scores": scores}
+            atomic_write_text(result_file, json.dumps(record, indent=1))
+            logging.info("%s seed %d: %s", variant, seed, json.dumps(scores))
+    print_tables(results_dir, args)
+
+
+def load_or_prepare_data(workdir: Path, base: dict, args) -> dict:
+    data_file = workdir / "data.json"
+    if data_file.is_file():
+        return json.loads(data_file.read_text())
+    degradation = {
+        k: base["datasets"]["train"][k]
+        for k in ("blur_sigma", "downsample_range", "noise_range", "jpeg_range")
     }
-    print(markdown_table(yaw_rows, columns=large))
+    data = prepare_posed_data(
+        workdir,
+        args.identities,
+        6,
+        SIZE,
+        args.val_identities,
+        args.test_identities,
+        args.data_seed,
+        degradation,
+    )
+    atomic_write_text(data_file, json.dumps(data))
+    return data
+
+
+def _finished(result_file: Path, overrides: dict, iters: int) -> bool:
+    if not result_file.is_file():
+        return False
+    record = json.loads(result_file.read_text())
+    return record["overrides"] == overrides and record["iters"] == iters
+
+
+def print_tables(results_dir: Path, args) -> None:
+    runs = {}
+    for variant in args.variants:
+        for seed in args.seeds:
+            path = results_dir / f"{variant}_seed{seed}.json"
+            if path.is_file():
+                runs.setdefault(variant, []).append(json.loads(path.read_text())["scores"])
+    rows = {}
+    for variant, scores in runs.items():
+        for condition in CONDITIONS:
+            if all(condition in s for s in scores):
+                rows[f"{variant}: {condition}"] = {m: [s[condition][m] for s in scores] for m in METRICS}
+    seeds = {variant: len(scores) for variant, scores in runs.items()}
+    print(f"\n{args.split} split, {args.iters} iterations, seeds per variant {seeds}\n")
+    print(markdown_table(rows))
+    yaw_columns = [k for scores in runs.values() for k in scores[0].get("true reference", {}) if "@" in k]
+    yaw_columns = list(dict.fromkeys(yaw_columns))
+    yaw_rows = {
+        variant: {k: [s["true reference"][k] for s in scores] for k in yaw_columns}
+        for variant, scores in runs.items()
+        if "true reference" in scores[0]
+    }
+    if yaw_rows:
+        print("\nTrue reference, erased-mark recall by yaw difference between reference and gt:\n")
+        print(markdown_table(yaw_rows, columns=yaw_columns))
 
 
 if __name__ == "__main__":

@@ -51,25 +51,6 @@ def halo_blocks(maps: torch.Tensor, block: int, window: int) -> torch.Tensor:
     return rearrange(unfolded, "n (c s) blocks -> n blocks s c", s=size * size)
 
 
-def warp_with_attention(attention: torch.Tensor, maps: torch.Tensor, window: int) -> torch.Tensor:
-    """Reads reference-aligned maps through a :class:`DenseReferenceAttention`'s attention.
-
-    Args:
-        attention: (B * blocks, heads, b*b, K*(b+2w)^2), as the module returns it (heads are averaged).
-        maps: (B, K, C, h, w), e.g. the references' RGB at the attention's scale.
-        window: the module's halo ``w``.
-
-    Returns:
-        (B, C, h, w): what each position reads from ``maps`` (an RGB "warp" of the references).
-    """
-    batch, num_refs, _, height, width = maps.shape
-    block = math.isqrt(attention.shape[2])
-    blocks = halo_blocks(rearrange(maps, "b k c h w -> (b k) c h w"), block, window)
-    values = rearrange(blocks, "(b k) n s c -> (b n) (k s) c", k=num_refs)
-    out = attention.mean(1) @ values.to(attention.dtype)
-    return rearrange(out, "(b y x) (i j) c -> b c (y i) (x j)", b=batch, y=height // block, i=block)
-
-
 class DenseReferenceAttention(nn.Module):
     """Local (block + halo) cross-attention from decoder activations to reference features at one scale.
 

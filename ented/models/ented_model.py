@@ -48,7 +48,6 @@ TRAIN_OPTIONS = BASICSR_TRAIN_KEYS | {
     "pixel_opt",
     "perceptual_opt",
     "attention_opt",
-    "reference_attention_opt",
     "identity_opt",
     "gan_opt",
 }
@@ -80,8 +79,7 @@ class ENTEDModel(BaseModel):
       (default 1e-4, for ``net_g.parameter_groups()['attention']``), ``train.optim_d``.
     - Loss terms, each optional: ``pixel_opt``, ``perceptual_opt`` (BasicSR's
       ``PerceptualLoss``, giving perceptual and Gram style terms), ``attention_opt``,
-      ``reference_attention_opt`` (``ENTEDReferenceAttentionLoss``, for networks with dense
-      reference attention), ``identity_opt``, ``gan_opt``; ``vq_weight`` scales the network's VQ loss;
+      ``identity_opt``, ``gan_opt``; ``vq_weight`` scales the network's VQ loss;
       ``r1_gamma`` / ``r1_interval`` set the lazy R1 penalty.
     - ``train.codebook_init``: ``data`` (default) sets the code words from the first batch's
       latents when the code book trains from scratch (no pretrained weights, not resuming);
@@ -168,7 +166,7 @@ class ENTEDModel(BaseModel):
             self.net_d.train()
 
         self.losses = torch.nn.ModuleDict()
-        for name in ("pixel", "perceptual", "attention", "reference_attention", "identity", "gan"):
+        for name in ("pixel", "perceptual", "attention", "identity", "gan"):
             loss_opt = train_opt.get(f"{name}_opt")
             if loss_opt is not None:
                 self.losses[name] = build_loss(loss_opt).to(self.device)
@@ -294,11 +292,6 @@ class ENTEDModel(BaseModel):
                 terms["l_g_style"] = style
         if "attention" in self.losses and self.ref is not None:
             terms["l_g_attention"] = self.losses["attention"](aux["texture_attention"], self.ref, self.gt)
-        if "reference_attention" in self.losses and self.ref is not None:
-            window = self.get_bare_model(self.net_g).config["reference_attention_window"]
-            terms["l_g_ref_attention"] = self.losses["reference_attention"](
-                aux["reference_attention"], self.ref, self.gt, window
-            )
         if "identity" in self.losses:
             terms["l_g_identity"] = self.losses["identity"](output, self.gt)
         if "vq" in aux and self.vq_weight > 0:
