@@ -271,3 +271,21 @@ def test_quiet_lmdb_packing_prints_nothing(face_root, tmp_path, capfd):
     out, err = capfd.readouterr()
     assert out == "" and err == ""
     assert len(open(tmp_path / "faces.lmdb" / "meta_info.txt").read().splitlines()) == 9
+
+
+def test_ented_restore_reads_photos_under_the_same_pixel_limit(tmp_path, monkeypatch):
+    from ented.restoration.images import ImageReadError, load_image
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header_only(12000, 12000))
+    with pytest.raises(ImageReadError, match=f"{bomb} is 12000x12000 .*above the limit"):
+        load_image(bomb)
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(png_header_only(20000, 20000))  # beyond PIL's own bomb check: named, no traceback
+    with pytest.raises(ImageReadError, match=str(huge)):
+        load_image(huge)
+    small = tmp_path / "small.png"
+    write_face(small)
+    monkeypatch.setenv(MAX_IMAGE_PIXELS_ENV, "1000")
+    with pytest.raises(ImageReadError, match="above the limit of 1000"):
+        load_image(small)

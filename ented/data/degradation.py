@@ -16,7 +16,7 @@ from basicsr.data.degradations import bivariate_Gaussian
 
 logger = logging.getLogger(__name__)
 
-# default: GFPGAN v1 training options (options/train_gfpgan_v1.yml), the ranges ENTED.md names
+# default: GFPGAN v1 training options (options/train_gfpgan_v1.yml), the ranges the ENTED spec names
 DEGRADATION_DEFAULTS = {
     "blur_kernel_size": 41,
     "kernel_list": ["iso", "aniso"],

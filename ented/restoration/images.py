@@ -18,6 +18,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ented.atomic_io import atomic_path
+from ented.data.image_io import read_image_header
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,10 @@ def _open_file(path: Path) -> Image.Image:
         raise ImageReadError(f"{path}: file not found")
     if path.is_dir():
         raise ImageReadError(f"{path}: is a folder, not an image file")
+    try:
+        read_image_header(str(path), str(path))  # the pixel limit, before any pixel is decoded
+    except ValueError as err:
+        raise ImageReadError(str(err)) from None
     try:
         with Image.open(path) as img:
             img.load()
