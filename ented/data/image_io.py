@@ -75,7 +75,6 @@ def read_image_header(source: bytes | str, name: str, max_pixels: int | None = N
         ValueError: the bytes are not an image, or ``width * height`` exceeds ``max_pixels``
             (default :func:`max_image_pixels`); the message names ``name`` and the size.
     """
-    limit = max_pixels if max_pixels is not None else max_image_pixels()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -90,12 +89,19 @@ def read_image_header(source: bytes | str, name: str, max_pixels: int | None = N
         raise ValueError(
             f"image {name} is too large ({error}); PIL refuses it above 2 x PIL.Image.MAX_IMAGE_PIXELS"
         ) from None
+    check_pixel_limit(width, height, name, max_pixels)
+    return image_format, width, height
+
+
+def check_pixel_limit(width: int, height: int, name: str, max_pixels: int | None = None) -> None:
+    """Raises ``ValueError`` naming ``name`` and its size when ``width * height`` exceeds
+    ``max_pixels`` (default :func:`max_image_pixels`)."""
+    limit = max_pixels if max_pixels is not None else max_image_pixels()
     if width * height > limit:
         raise ValueError(
             f"image {name} is {width}x{height} ({width * height} pixels), above the limit of {limit} "
             f"pixels; set {MAX_IMAGE_PIXELS_ENV} (or ented-prepare --max-pixels) to raise it"
         )
-    return image_format, width, height
 
 
 def _decoding_error(name: str, error: OSError) -> ValueError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ented.atomic_io import atomic_path
-from ented.data.image_io import read_image_header
+from ented.data.image_io import check_pixel_limit
 
 logger = logging.getLogger(__name__)
 
@@ -81,17 +82,26 @@ def _open_file(path: Path) -> Image.Image:
     if path.is_dir():
         raise ImageReadError(f"{path}: is a folder, not an image file")
     try:
-        read_image_header(str(path), str(path))  # the pixel limit, before any pixel is decoded
-    except ValueError as err:
-        raise ImageReadError(str(err)) from None
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return ImageOps.exif_transpose(img)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies
+            with Image.open(path) as img:
+                _check_size(img, path)
+                img.load()
+                return ImageOps.exif_transpose(img)
+    except Image.DecompressionBombError as err:
+        raise ImageReadError(f"{path}: too large to decode ({err})") from None
     except UnidentifiedImageError:
         raise ImageReadError(f"{path}: not a readable image (unknown or corrupt format)") from None
     except OSError as err:
         raise ImageReadError(f"{path}: could not be read ({err})") from None
+
+
+def _check_size(img: Image.Image, path: Path) -> None:
+    """The datasets' pixel limit, from the header, before any pixel is decoded."""
+    try:
+        check_pixel_limit(*img.size, str(path))
+    except ValueError as err:
+        raise ImageReadError(str(err)) from None
 
 
 def _pil_to_rgb(img: Image.Image, label: str) -> np.ndarray:
