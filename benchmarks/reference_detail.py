@@ -13,13 +13,12 @@ Variants (all from ``options/demo_train_tiny.yml``, 64 px):
 
 Settings are chosen with ``--split val``; report with ``--split test`` on a set whose identities
 never served for choices (another ``--data-seed``). The runs of docs/architecture.md (2-core CPU,
-two processes side by side, one thread each)::
+processes side by side, one thread each; about 17 min per 1,500-iteration run that way)::
 
     B="python benchmarks/reference_detail.py --workdir bench_ref --data-seed 1 --split test --threads 1"
     $B --prepare-only
-    $B --variants dense --seeds 0 1 2 & $B --variants blind --seeds 0 1 2; wait
-    $B --variants faithful --seeds 0 --threads 2
-    $B --variants faithful dense blind --table-only
+    $B --variants dense --seeds 0 1 2 & $B --variants blind --seeds 0 1 2 & $B --variants faithful --seeds 0
+    wait; $B --variants faithful dense blind --seeds 0 1 2 --table-only
 """
 
 import argparse
