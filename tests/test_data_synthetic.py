@@ -34,12 +34,18 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def faces():
-    return generate_synthetic_faces(num_identities=6, images_per_identity=4, size=SIZE, seed=3, renderer="flat")
+    return generate_synthetic_faces(
+        num_identities=6, images_per_identity=4, size=SIZE, seed=3, renderer="flat"
+    )
 
 
 def test_same_seed_same_images_other_seed_other_images(faces):
-    again = generate_synthetic_faces(num_identities=6, images_per_identity=4, size=SIZE, seed=3, renderer="flat")
-    other = generate_synthetic_faces(num_identities=6, images_per_identity=4, size=SIZE, seed=4, renderer="flat")
+    again = generate_synthetic_faces(
+        num_identities=6, images_per_identity=4, size=SIZE, seed=3, renderer="flat"
+    )
+    other = generate_synthetic_faces(
+        num_identities=6, images_per_identity=4, size=SIZE, seed=4, renderer="flat"
+    )
     assert sorted(faces) == sorted(again) == [f"id{i:04d}" for i in range(6)]
     for name in faces:
         assert faces[name].shape == (4, SIZE, SIZE, 3) and faces[name].dtype == np.uint8
@@ -48,7 +54,9 @@ def test_same_seed_same_images_other_seed_other_images(faces):
 
 
 def test_identity_does_not_depend_on_the_set_size(faces):
-    bigger = generate_synthetic_faces(num_identities=8, images_per_identity=4, size=SIZE, seed=3, renderer="flat")
+    bigger = generate_synthetic_faces(
+        num_identities=8, images_per_identity=4, size=SIZE, seed=3, renderer="flat"
+    )
     np.testing.assert_array_equal(bigger["id0002"], faces["id0002"])
 
 

@@ -87,8 +87,9 @@ class HeadView:
     hair_wave: float  # phase of the hairline's wave
 
 
-def sample_head_identity(rng: np.random.Generator) -> HeadIdentity:
-    """Draws one person's traits from ``rng``."""
+def sample_colours(rng: np.random.Generator) -> tuple:
+    """One person's skin, hair, iris and lip colours (RGB arrays in [0, 1]), drawn from ``rng``
+    (shared by the posed and the flat synthetic faces)."""
     tone = rng.uniform(0.0, 1.0)
     skin = np.array([0.86, 0.7, 0.58]) * (1 - tone) + np.array([0.45, 0.30, 0.22]) * tone
     skin = np.clip(skin + rng.normal(0, 0.03, 3), 0.15, 1.0)
@@ -102,6 +103,12 @@ def sample_head_identity(rng: np.random.Generator) -> HeadIdentity:
         rng.choice([[0.35, 0.2, 0.1], [0.2, 0.4, 0.7], [0.25, 0.5, 0.3]]) + rng.normal(0, 0.05, 3), 0.05, 0.9
     )
     lips = np.clip(skin * np.array([0.85, 0.5, 0.5]) + rng.normal(0, 0.03, 3), 0.05, 1.0)
+    return skin, hair, iris, lips
+
+
+def sample_head_identity(rng: np.random.Generator) -> HeadIdentity:
+    """Draws one person's traits from ``rng``."""
+    skin, hair, iris, lips = sample_colours(rng)
     eye_spacing = rng.uniform(0.36, 0.44)
     eye_height = rng.uniform(-0.25, -0.15)
     mouth_height = rng.uniform(0.5, 0.6)

@@ -39,7 +39,7 @@ import numpy as np
 
 from ented.atomic_io import atomic_write_text
 from ented.data.image_io import write_image_atomic
-from ented.data.posed_faces import render_posed_face, sample_head_identity, sample_head_view
+from ented.data.posed_faces import render_posed_face, sample_colours, sample_head_identity, sample_head_view
 from ented.data.sidecars import sidecar_path
 
 logger = logging.getLogger(__name__)
@@ -110,19 +110,7 @@ def identity_name(index: int) -> str:
 
 def sample_identity(rng: np.random.Generator) -> FaceIdentity:
     """Draws one person's traits from ``rng``."""
-    tone = rng.uniform(0.0, 1.0)
-    skin = np.array([0.86, 0.7, 0.58]) * (1 - tone) + np.array([0.45, 0.30, 0.22]) * tone
-    skin = np.clip(skin + rng.normal(0, 0.03, 3), 0.15, 1.0)
-    hair = np.clip(
-        rng.choice([[0.1, 0.07, 0.05], [0.35, 0.2, 0.1], [0.75, 0.6, 0.3], [0.5, 0.5, 0.5]])
-        + rng.normal(0, 0.04, 3),
-        0.02,
-        0.95,
-    )
-    iris = np.clip(
-        rng.choice([[0.35, 0.2, 0.1], [0.2, 0.4, 0.7], [0.25, 0.5, 0.3]]) + rng.normal(0, 0.05, 3), 0.05, 0.9
-    )
-    lips = np.clip(skin * np.array([0.85, 0.5, 0.5]) + rng.normal(0, 0.03, 3), 0.05, 1.0)
+    skin, hair, iris, lips = sample_colours(rng)
     num_moles = int(rng.integers(3, 7))
     moles = np.stack(
         [
