@@ -19,7 +19,10 @@ def test_true_reference_must_beat_both_rivals_on_both_metrics():
     rows["no reference"]["face_detail"] = 0.5  # a tie is not a win
     assert demo.true_reference_losses(rows) == ["face_detail vs no reference"]
     rows["another identity"]["erased_mark_recall"] = 0.9
-    assert demo.true_reference_losses(rows) == ["erased_mark_recall vs another identity", "face_detail vs no reference"]
+    assert demo.true_reference_losses(rows) == [
+        "erased_mark_recall vs another identity",
+        "face_detail vs no reference",
+    ]
 
 
 TINY = ["--iters", "2", "--identities", "6", "--test-identities", "2", "--images-per-identity", "3"]
@@ -40,7 +43,9 @@ def test_demo_runs_data_training_test_and_five_conditions(tiny_run, capsys):
     assert status == (0 if demo.true_reference_losses(rows) == [] else 1)
     assert (work / "experiments" / "ented_demo_tiny" / "models" / "net_g_latest.pth").exists()
     assert (work / "comparison.png").stat().st_size > 0
-    grids = list((work / "results" / "ented_demo_tiny_test" / "visualization" / "synthetic_test").glob("*grid*.png"))
+    grids = list(
+        (work / "results" / "ented_demo_tiny_test" / "visualization" / "synthetic_test").glob("*grid*.png")
+    )
     assert len(grids) == 4  # 2 test identities x 2 images
 
 
