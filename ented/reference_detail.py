@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ented.data.posed_faces import project_marks
+from ented.data.posed_faces import decode_face_mask, project_marks
 from ented.data.sidecars import read_sidecar
 from ented.metrics.identity_detail_metric import (
     calculate_ented_face_detail,
@@ -148,8 +148,6 @@ def pasted_marks(output: np.ndarray, gt: np.ndarray, gt_sidecar: dict, other_sid
     own_contrast = own_contrast[np.isfinite(own_contrast)]
     if not len(own_contrast):
         return float("nan")
-    from ented.data.posed_faces import decode_face_mask
-
     mask = decode_face_mask(gt_sidecar)
     foreign = project_marks(other_sidecar["surface_marks"], gt_sidecar)
     keep = []
