@@ -403,8 +403,9 @@ class ENTED(nn.Module):
             out (B, 3, S, S) (no tanh); with ``return_aux`` also a dict:
             'texture_attention': one (extraction (B, K, k, h, w), distribution (B, K*k, h, w))
             pair per distribution layer, decoder order; 'vq': {'loss', 'indices' (B, 16, 16),
-            'perplexity', 'used_fraction'} when ``use_vq``; 'reference_attention': {res: (B, heads,
-            K*(2w+1)^2, h*w)} for each dense reference attention (window positions of each reference).
+            'perplexity', 'used_fraction'} when ``use_vq``; 'reference_attention': {res: (B * blocks,
+            heads, b*b, K*(b+2w)^2)} for each dense reference attention (8x8 blocks ``b``, each
+            position over its block's haloed window in every reference).
         """
         refs = self._references(lq, ref)
         batch = refs.shape[0]
