@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ented.restoration.face_alignment import estimate_similarity, ffhq_template, invert_affine
+from ented.restoration.face_alignment import alignment_transform, invert_affine
 
 _TEXTURE_GRID = 48  # the skin pattern: a random field over the frontal chart [-1, 1] x [-1.4, 1.4]
 _SUPERSAMPLE = 2
@@ -347,7 +347,7 @@ def render_posed_face(identity: HeadIdentity, view: HeadView, size: int = 128) -
         raise ValueError(f"synthetic faces need size >= 32, got {size}")
     rotation = rotation_matrix(view.yaw, view.pitch, view.roll)
     projected = (landmarks_3d(identity, view) @ rotation.T)[:, :2]
-    to_image = estimate_similarity(projected, ffhq_template(size))
+    to_image = alignment_transform(projected, size)
     scale = float(np.hypot(*to_image[:, 0]))  # pixels per face unit
 
     big = size * _SUPERSAMPLE

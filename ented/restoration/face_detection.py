@@ -1,17 +1,24 @@
 """Face detectors that return boxes and the five landmarks FFHQ alignment needs.
 
-Two back-ends, both optional dependencies:
+Two back-ends, both optional dependencies; the one used is logged when it is built, and a
+detector that cannot be built is an error (never a silent switch to the other):
 
-- ``"mtcnn"``: MTCNN from ``facenet-pytorch`` (MIT). Its weights ship inside the wheel, so it works
-  offline. Install with ``pip install --no-deps facenet-pytorch==2.6.0`` (its pins are stale).
-- ``"retinaface"``: RetinaFace (ResNet-50 or MobileNet-0.25) from ``facexlib`` (MIT). Its weights
-  (``detection_Resnet50_Final.pth`` / ``detection_mobilenet0.25_Final.pth``) are read from
-  ``weights_dir``; nothing is downloaded unless the Python API is called with
-  ``RetinaFaceDetector(download=True)`` (``ented-restore`` never downloads).
+- ``"mtcnn"`` (default): MTCNN from ``facenet-pytorch`` (MIT). Its weights ship inside the wheel, so
+  it works offline. Install with ``pip install --no-deps facenet-pytorch==2.6.0`` (its pins are stale).
+- ``"retinaface"``: RetinaFace (ResNet-50 or MobileNet-0.25) from ``facexlib`` (MIT), the detector
+  GFPGAN and CodeFormer use. Its weights file (``detection_Resnet50_Final.pth`` /
+  ``detection_mobilenet0.25_Final.pth``) is taken from a path given by the caller, or else from
+  the first of these that holds it (see :func:`retinaface_weight_places`): ``$ENTED_FACE_WEIGHTS``,
+  ``~/.cache/ented/facexlib``, facexlib's own ``<facexlib package>/weights`` and GFPGAN's
+  ``gfpgan/weights`` under the working directory, so weights a GFPGAN or facexlib user already has
+  are found. The file is read as data only (``weights_only=True``); nothing is downloaded unless
+  the Python API is called with ``RetinaFaceDetector(download=True)`` (``ented-restore`` never
+  downloads).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from dataclasses import dataclass
@@ -24,16 +31,12 @@ logger = logging.getLogger(__name__)
 
 DETECTORS = ("mtcnn", "retinaface")
 
-_RETINAFACE_FILES = {
-    "resnet50": (
-        "detection_Resnet50_Final.pth",
-        "https://github.com/xinntao/facexlib/releases/download/v0.1.0/detection_Resnet50_Final.pth",
-    ),
-    "mobile0.25": (
-        "detection_mobilenet0.25_Final.pth",
-        "https://github.com/xinntao/facexlib/releases/download/v0.1.0/detection_mobilenet0.25_Final.pth",
-    ),
+# facexlib's file names (the basenames of its release URLs, which init_detection_model keeps).
+RETINAFACE_FILES = {
+    "resnet50": "detection_Resnet50_Final.pth",
+    "mobile0.25": "detection_mobilenet0.25_Final.pth",
 }
+_RETINAFACE_URL = "https://github.com/xinntao/facexlib/releases/download/v0.1.0/{}"
 
 
 @dataclass
@@ -103,6 +106,7 @@ class MTCNNDetector(FaceDetector):
             keep_all=True, device=device, min_face_size=min_face_size, thresholds=list(thresholds)
         )
         self.min_score = min_score
+        logger.info("face detector: MTCNN (facenet-pytorch, weights from its wheel) on %s", device)
 
     def _detect(self, image: np.ndarray) -> list[FaceDetection]:
         # MTCNN's image pyramid starts at min_face_size: a smaller photo has no level to search (and
@@ -124,60 +128,128 @@ class MTCNNDetector(FaceDetector):
         ]
 
 
-class RetinaFaceDetector(FaceDetector):
-    """RetinaFace (facexlib) with weights read from a folder.
+def facexlib_weights_dir() -> Path | None:
+    """facexlib's default weights folder, ``<facexlib package>/weights`` (None without facexlib).
+
+    ``init_detection_model`` without ``model_rootpath`` downloads to and reads from there.
+    """
+    spec = importlib.util.find_spec("facexlib")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / "weights"
+
+
+def retinaface_weight_places(weights: str | os.PathLike | None = None) -> list[Path]:
+    """Where RetinaFace weights are looked for, in order: files, or folders holding facexlib's file name.
 
     Args:
-        weights_dir: Folder holding (or receiving) the detector's weights file. Defaults to
-            ``$ENTED_FACE_WEIGHTS`` or ``~/.cache/ented/facexlib``.
+        weights: A file or folder given by the caller: then only it is searched.
+    """
+    if weights is not None:
+        return [Path(weights).expanduser()]
+    places = (
+        [Path(os.environ["ENTED_FACE_WEIGHTS"]).expanduser()] if os.environ.get("ENTED_FACE_WEIGHTS") else []
+    )
+    places.append(Path.home() / ".cache" / "ented" / "facexlib")
+    facexlib_dir = facexlib_weights_dir()
+    if facexlib_dir is not None:
+        places.append(facexlib_dir)
+    places.append(Path("gfpgan") / "weights")  # GFPGAN's inference_gfpgan.py: model_rootpath="gfpgan/weights"
+    return places
+
+
+def find_retinaface_weights(
+    network: str = "resnet50", weights: str | os.PathLike | None = None
+) -> tuple[Path | None, list[Path]]:
+    """The first existing RetinaFace weights file, and every path looked at.
+
+    Returns:
+        ``(found, searched)``: ``found`` is None when no searched path is a file.
+    """
+    if network not in RETINAFACE_FILES:
+        raise ValueError(f"network must be one of {sorted(RETINAFACE_FILES)}, got {network!r}")
+    searched = []
+    for place in retinaface_weight_places(weights):
+        candidate = place if place.is_file() or place.suffix == ".pth" else place / RETINAFACE_FILES[network]
+        searched.append(candidate.absolute())
+        if candidate.is_file():
+            return searched[-1], searched
+    return None, searched
+
+
+def load_retinaface(path: str | os.PathLike, network: str, device: torch.device) -> torch.nn.Module:
+    """facexlib's RetinaFace with the state dict of ``path``, read as data only.
+
+    The steps of facexlib's ``init_detection_model`` (strip ``module.``, strict load, eval), except
+    that the file is read with ``weights_only=True`` whatever torch's default, and never downloaded.
+
+    Raises:
+        ValueError: naming ``path``: not a readable state dict, or one that does not fit the network.
+    """
+    from facexlib.detection.retinaface import RetinaFace
+
+    from ented.hub_weights import load_torch_file
+
+    state = load_torch_file(path, what="RetinaFace weights")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(
+            f"RetinaFace weights {path} hold a {type(state).__name__}, not a state dict of tensors"
+        )
+    state = {key.removeprefix("module."): value for key, value in state.items()}
+    model = RetinaFace(network_name=network, half=False, device=device)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[0]
+        raise ValueError(f"RetinaFace weights {path} do not fit RetinaFace-{network}: {first}") from error
+    return model.eval().to(device)
+
+
+class RetinaFaceDetector(FaceDetector):
+    """RetinaFace (facexlib), with weights found where ENTED, facexlib or GFPGAN keep them.
+
+    Args:
+        weights: The weights file, or a folder holding facexlib's file name for ``network``. Default:
+            the first of :func:`retinaface_weight_places` that holds it.
         network: ``"resnet50"`` or ``"mobile0.25"``.
         device: Torch device.
         min_score: Confidence threshold.
-        download: Allow downloading the weights when the folder lacks them (default: no, so an
-            offline machine gets a clear error instead of a long wait).
+        download: Download the weights (into ``weights``, else the first place searched) when no
+            place has them (default: no, so an offline machine gets a clear error instead of
+            a long wait).
     """
 
     name = "retinaface"
 
     def __init__(
         self,
-        weights_dir: str | os.PathLike | None = None,
+        weights: str | os.PathLike | None = None,
         network: str = "resnet50",
         device: str | torch.device = "cpu",
         min_score: float = 0.9,
         download: bool = False,
     ):
-        try:
-            from facexlib.detection.retinaface import RetinaFace
-        except ImportError as err:
-            raise ImportError("the 'retinaface' face detector needs facexlib: pip install facexlib") from err
-        if network not in _RETINAFACE_FILES:
-            raise ValueError(f"network must be one of {sorted(_RETINAFACE_FILES)}, got {network!r}")
-        weights_dir = Path(
-            weights_dir
-            or os.environ.get("ENTED_FACE_WEIGHTS")
-            or Path.home() / ".cache" / "ented" / "facexlib"
-        )
-        file_name, url = _RETINAFACE_FILES[network]
-        weights_path = weights_dir / file_name
-        if not weights_path.is_file():
+        if importlib.util.find_spec("facexlib") is None:
+            raise ImportError("the 'retinaface' face detector needs facexlib: pip install facexlib")
+        path, searched = find_retinaface_weights(network, weights)
+        file_name = RETINAFACE_FILES[network]
+        url = _RETINAFACE_URL.format(file_name)
+        if path is None:
             if not download:
                 raise FileNotFoundError(
-                    f"RetinaFace weights not found: {weights_path}. Download {url} into {weights_dir}, "
-                    "or pass download=True to RetinaFaceDetector (Python API; ented-restore has no "
-                    "download flag), or use detector='mtcnn' (works offline)"
+                    f"RetinaFace weights {file_name} not found; searched: {', '.join(map(str, searched))}. "
+                    f"Download {url} into one of these, or pass download=True to RetinaFaceDetector "
+                    "(Python API; ented-restore has no download flag), or use detector='mtcnn' (works offline)"
                 )
+            path = searched[0]
             from basicsr.utils.download_util import load_file_from_url
 
-            weights_dir.mkdir(parents=True, exist_ok=True)
-            load_file_from_url(url, model_dir=str(weights_dir), progress=True, file_name=file_name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            load_file_from_url(url, model_dir=str(path.parent), progress=True, file_name=path.name)
         device = torch.device(device)
-        model = RetinaFace(network_name=network, half=False, device=device)
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
-        state = {key.removeprefix("module."): value for key, value in state.items()}
-        model.load_state_dict(state, strict=True)
-        self._model = model.eval().to(device)
+        self._model = load_retinaface(path, network, device)
         self.min_score = min_score
+        logger.info("face detector: RetinaFace-%s (facexlib), weights %s, on %s", network, path, device)
 
     def _detect(self, image: np.ndarray) -> list[FaceDetection]:
         bgr = np.ascontiguousarray(image[:, :, ::-1])  # facexlib's RetinaFace takes OpenCV BGR
@@ -196,14 +268,17 @@ class RetinaFaceDetector(FaceDetector):
 def build_detector(
     name: str = "mtcnn",
     device: str | torch.device = "cpu",
-    weights_dir: str | os.PathLike | None = None,
+    weights: str | os.PathLike | None = None,
     **kwargs,
 ) -> FaceDetector:
-    """Builds a detector by name (``"mtcnn"``, ``"retinaface"``, ``"retinaface_mobile0.25"``)."""
+    """Builds a detector by name (``"mtcnn"``, ``"retinaface"``, ``"retinaface_mobile0.25"``).
+
+    ``weights`` (RetinaFace only): its file, or a folder holding it; see :class:`RetinaFaceDetector`.
+    """
     if name == "mtcnn":
         return MTCNNDetector(device=device, **kwargs)
     if name in ("retinaface", "retinaface_resnet50"):
-        return RetinaFaceDetector(weights_dir=weights_dir, network="resnet50", device=device, **kwargs)
+        return RetinaFaceDetector(weights=weights, network="resnet50", device=device, **kwargs)
     if name == "retinaface_mobile0.25":
-        return RetinaFaceDetector(weights_dir=weights_dir, network="mobile0.25", device=device, **kwargs)
+        return RetinaFaceDetector(weights=weights, network="mobile0.25", device=device, **kwargs)
     raise ValueError(f"unknown face detector {name!r}; choose one of {DETECTORS}")
