@@ -45,7 +45,7 @@ setup(
     packages=find_packages(include=["ented", "ented.*"]),
     py_modules=["_ented_torchvision_compat"],
     include_package_data=True,
-    package_data={"ented": ["options/*.yml"]},
+    package_data={"ented": ["options/*.yml", "archs/*.md"]},
     cmdclass={"build_py": BuildPyWithPth},
     install_requires=[
         "torch>=2.6",  # torch.load defaults to weights_only=True (no code runs from a file)

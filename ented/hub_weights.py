@@ -41,6 +41,8 @@ def resolve_weights(
     revision: str | None = None,
     cache_dir: str | os.PathLike | None = None,
     local_files_only: bool | None = None,
+    token: str | bool | None = None,
+    force_download: bool = False,
 ) -> str:
     """Returns a local path for a weights file given by path, by Hub spec, or by repo_id + filename.
 
@@ -52,6 +54,8 @@ def resolve_weights(
         revision: Branch, tag or commit of the Hub repository (default: ``main``).
         cache_dir: Hub cache folder (default: huggingface_hub's, ``HF_HUB_CACHE``).
         local_files_only: Use only the Hub cache. None follows ``HF_HUB_OFFLINE``.
+        token: Hub token (default: the saved login, ``HF_TOKEN``).
+        force_download: Download again even if the file is in the cache.
 
     Returns:
         The path of an existing local file.
@@ -65,10 +69,11 @@ def resolve_weights(
     if path_or_hub_spec is None:
         if repo_id is None or filename is None:
             raise ValueError("resolve_weights needs a path, an 'hf://' spec, or both repo_id and filename")
-        return _download(repo_id, filename, revision, cache_dir, local_files_only)
+        return _download(repo_id, filename, revision, cache_dir, local_files_only, token, force_download)
     if is_hub_spec(path_or_hub_spec):
         repo_id, filename, spec_revision = parse_hub_spec(path_or_hub_spec)
-        return _download(repo_id, filename, spec_revision or revision, cache_dir, local_files_only)
+        revision = spec_revision or revision
+        return _download(repo_id, filename, revision, cache_dir, local_files_only, token, force_download)
 
     path = os.path.expanduser(os.fspath(path_or_hub_spec))
     if not os.path.isfile(path):
@@ -76,7 +81,7 @@ def resolve_weights(
     return path
 
 
-def _download(repo_id, filename, revision, cache_dir, local_files_only) -> str:
+def _download(repo_id, filename, revision, cache_dir, local_files_only, token, force_download) -> str:
     from huggingface_hub import constants, hf_hub_download
 
     if local_files_only is None:
@@ -88,6 +93,8 @@ def _download(repo_id, filename, revision, cache_dir, local_files_only) -> str:
             revision=revision,
             cache_dir=None if cache_dir is None else os.fspath(cache_dir),
             local_files_only=local_files_only,
+            token=token,
+            force_download=force_download,
         )
     except Exception as error:  # the hub raises many types (offline, 404, gated, connection)
         where = "the local Hub cache" if local_files_only else "the Hub or the local Hub cache"
@@ -110,9 +117,7 @@ def load_weights_file(path: str | os.PathLike, nested_keys: tuple = ("params", "
     """
     path = os.fspath(path)
     if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        state_dict = load_file(path, device="cpu")
+        state_dict = load_safetensors_file(path)
     else:
         state_dict = load_torch_file(path, "weights file")
     for key in nested_keys:
@@ -127,7 +132,21 @@ def load_weights_file(path: str | os.PathLike, nested_keys: tuple = ("params", "
 
 
 class UnreadableFileError(ValueError):
-    """A ``torch.save`` file that is corrupt, truncated, or holds more than data (refused)."""
+    """A weights file that is corrupt, truncated, or (``torch.save``) holds more than data (refused)."""
+
+
+def load_safetensors_file(path: str | os.PathLike) -> dict:
+    """Reads a ``.safetensors`` file onto the CPU, naming the file if it is missing or unreadable."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    try:
+        return load_file(path, device="cpu")
+    except SafetensorError as error:
+        raise UnreadableFileError(f"{path} is not a readable safetensors file: {error}") from error
 
 
 class UnsafeFileError(UnreadableFileError):

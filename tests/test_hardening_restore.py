@@ -126,7 +126,7 @@ def copy_weights(weights, folder):
 def test_tampered_safetensors_header_is_named(tmp_path, weights, capsys):
     folder = copy_weights(weights, tmp_path / "w")
     data = bytearray((folder / "model.safetensors").read_bytes())
-    data[10:20] = b"x" * 10  # inside the JSON header
+    data[8:18] = b"x" * 10  # the start of the JSON header
     (folder / "model.safetensors").write_bytes(bytes(data))
     with pytest.raises(ValueError, match="model.safetensors is not a readable safetensors file"):
         pt.load_network(folder)

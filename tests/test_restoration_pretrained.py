@@ -35,9 +35,9 @@ def write_experiment(root, params_ema=None, params=None, network=None):
 def test_save_pretrained_round_trip(tmp_path):
     net = tiny_net(0)
     folder = ENTEDRestorer(net, device="cpu").save_pretrained(tmp_path / "saved")
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     config = json.loads((folder / "config.json").read_text())
-    assert config["_class_name"] == "ENTED" and config["out_size"] == TINY["out_size"]
+    assert config == net.config and config["out_size"] == TINY["out_size"]
     loaded = ENTEDRestorer.from_pretrained(folder, device="cpu")
     assert loaded.net.config == net.config
     assert same_outputs(loaded.net, net)
@@ -122,7 +122,6 @@ def test_from_pretrained_through_a_local_hub_cache(tmp_path, monkeypatch):
     assert same_outputs(loaded.net, net)
     pinned = pt.from_pretrained("someone/ented-tiny", revision=commit, cache_dir=tmp_path / "hub")
     assert same_outputs(pinned, net)
-    assert "snapshots" in str(pt.resolve_pretrained("someone/ented-tiny", cache_dir=tmp_path / "hub"))
     # one file by hf:// spec (the convention of ented.hub_weights), config.json taken beside it
     spec = f"hf://someone/ented-tiny/model.safetensors@{commit}"
     assert same_outputs(pt.load_network(spec, cache_dir=tmp_path / "hub"), net)
@@ -137,6 +136,7 @@ def test_push_to_hub_uploads_a_loadable_folder(tmp_path, monkeypatch):
 
     def create_repo(self, repo_id, **kwargs):
         uploaded["repo"] = repo_id
+        return huggingface_hub.RepoUrl(f"https://huggingface.co/{repo_id}")
 
     def upload_folder(self, *, repo_id, folder_path, **kwargs):
         uploaded["net"] = pt.from_pretrained(folder_path)
@@ -146,7 +146,10 @@ def test_push_to_hub_uploads_a_loadable_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
     monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
     net = tiny_net(6)
-    assert ENTEDRestorer(net, device="cpu").push_to_hub("me/ented-test") == "commit-info"
+    card = {"training_data": "FFHQ, 40 faces", "metrics": "PSNR 20.1 dB (measured)"}
+    restorer = ENTEDRestorer(net, device="cpu")
+    assert restorer.push_to_hub("me/ented-test", model_card_kwargs=card) == "commit-info"
     assert uploaded["repo"] == "me/ented-test"
     assert same_outputs(uploaded["net"], net)
-    assert "library_name: ented" in (tmp_path / "card.md").read_text()
+    text = (tmp_path / "card.md").read_text()
+    assert "library_name: ented" in text and "FFHQ, 40 faces" in text and "PSNR 20.1 dB" in text

@@ -9,13 +9,15 @@ Layout (see docs/architecture.md for the sources of every choice)::
     z_dec ──decoder(styles; distribution of textures after each conv)──> out
 """
 
-import json
+import copy
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from einops import rearrange
+from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from ented.archs.latent_refinement import LatentRefinement
@@ -166,8 +168,32 @@ class StyleMapping(nn.Module):
         return self.mlp(z.mean(dim=(2, 3)))[:, None] + self.offsets
 
 
+def _resolution_map(value: dict) -> dict[str, int]:
+    """``{res: count}`` as JSON has it (``channels``, ``num_labels``); loading turns keys back into ints."""
+    return {str(int(k)): int(v) for k, v in value.items()}
+
+
+# The config is the constructor arguments, captured by PyTorchModelHubMixin. JSON has no int keys
+# and no tuples: ENTED's only dict arguments map resolutions to counts, its only tuples list
+# resolutions, so they are saved with str keys / as lists and read back as int-keyed dicts / tuples.
+CONFIG_CODERS = {
+    dict: (_resolution_map, lambda value: {int(k): int(v) for k, v in value.items()}),
+    tuple: (lambda value: [int(r) for r in value], tuple),
+}
+MODEL_CARD_TEMPLATE = (Path(__file__).parent / "ented_model_card.md").read_text(encoding="utf-8")
+
+
 @ARCH_REGISTRY.register()
-class ENTED(nn.Module):
+class ENTED(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="ented",
+    license="apache-2.0",
+    pipeline_tag="image-to-image",
+    tags=["face-restoration", "reference-based", "basicsr"],
+    model_card_template=MODEL_CARD_TEMPLATE,
+    coders=CONFIG_CODERS,
+):
     """ENTED generator: restores ``lq`` with textures and style codes taken from ``ref``.
 
     Args:
@@ -223,6 +249,11 @@ class ENTED(nn.Module):
     that person's textures (skin, eyes, hair) and steers the styles; the geometry follows
     ``lq`` (decoder input and distribution logits are computed from it), but identity cues in
     the texture may drift towards the reference: use a reference of the same person.
+
+    The constructor arguments are the config (:attr:`config`, ``config.json``):
+    ``net.save_pretrained(folder)``, ``ENTED.from_pretrained(folder or "owner/repo")`` and
+    ``net.push_to_hub("owner/repo")`` come from ``huggingface_hub``'s ``PyTorchModelHubMixin``
+    (:mod:`ented.restoration.pretrained` also reads BasicSR checkpoints).
     """
 
     def __init__(
@@ -258,35 +289,6 @@ class ENTED(nn.Module):
         check_out_size(out_size)
         if width <= 0:
             raise ValueError(f"width must be positive, got {width}")
-        self.config = {
-            "out_size": out_size,
-            "width": width,
-            "channels": None if channels is None else {int(k): int(v) for k, v in channels.items()},
-            "num_labels": None if num_labels is None else {int(k): int(v) for k, v in num_labels.items()},
-            "style_dim": style_dim,
-            "use_vq": use_vq,
-            "use_refinement": use_refinement,
-            "identity_residual": identity_residual,
-            "modulated": modulated,
-            "codebook_size": codebook_size,
-            "code_dim": code_dim,
-            "vq_beta": vq_beta,
-            "refinement_depth": refinement_depth,
-            "refinement_heads": refinement_heads,
-            "mlp_ratio": mlp_ratio,
-            "attention_kernel_size": attention_kernel_size,
-            "value_kernel_size": value_kernel_size,
-            "rgb_kernel_size": rgb_kernel_size,
-            "channels_last": channels_last,
-            "lq_skips": [int(r) for r in lq_skips],
-            "reference_attention": [int(r) for r in reference_attention],
-            "reference_attention_dim": reference_attention_dim,
-            "reference_attention_heads": reference_attention_heads,
-            "reference_attention_window": reference_attention_window,
-            "reference_attention_sigma": reference_attention_sigma,
-            "reference_attention_match": reference_attention_match,
-        }
-        json.dumps(self.config)  # fails early if an argument cannot be saved
         self.out_size = out_size
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         ch = channel_plan(out_size, width, channels)
@@ -358,6 +360,42 @@ class ENTED(nn.Module):
             self.convs.append(StyledConv(ch[res], ch[res], style, False, k, kernel(res)))
             self.to_rgbs.append(ToRGB(ch[res], style, rgb_kernel_size, upsample_skip=i > 0))
         self.sizes = sizes
+
+    @property
+    def config(self) -> dict:
+        """The constructor arguments as ``config.json`` holds them (a copy: editing it changes nothing)."""
+        return copy.deepcopy(self._hub_mixin_config)
+
+    @classmethod
+    def _is_jsonable(cls, value) -> bool:
+        """PyTorchModelHubMixin's check of each argument; it would leave a non-JSON one out of the config."""
+        if not super()._is_jsonable(value):
+            raise TypeError(f"ENTED's arguments are its saved config and must be JSON values, got {value!r}")
+        return True
+
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        config: dict | None = None,
+        map_location: str = "cpu",
+        **model_kwargs,
+    ):
+        """PyTorchModelHubMixin's loading step: checks ``config`` (all of ``config.json``), builds the
+        network from ``model_kwargs`` (its constructor arguments) and loads ``model.safetensors`` strictly."""
+        from ented.restoration.pretrained import load_pretrained_weights
+
+        hub = {"revision": revision, "cache_dir": cache_dir, "force_download": force_download, "token": token}
+        net = load_pretrained_weights(
+            cls, model_id, config, model_kwargs, local_files_only=local_files_only, **hub
+        )
+        return net.to(map_location).eval()
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Trainable parameters split into 'attention' (extraction/distribution convs, refinement, VQ;

@@ -1,18 +1,16 @@
-"""Saving and loading ENTED networks: config + safetensors folders, BasicSR checkpoints, the Hub.
+"""Loading ENTED networks: pretrained folders (``PyTorchModelHubMixin``), BasicSR checkpoints, Hub files.
 
-A *pretrained folder* (diffusers style) holds two files:
+A *pretrained folder* is what ``net.save_pretrained(folder)`` writes (``huggingface_hub``'s
+``PyTorchModelHubMixin``, which :class:`~ented.archs.ented_arch.ENTED` inherits): ``config.json``
+(the constructor arguments), ``model.safetensors`` and a ``README.md`` model card.
+``ENTED.from_pretrained`` reads it back from a folder or a Hub repo (``HF_HUB_OFFLINE=1`` and
+``local_files_only`` honoured); folders of older versions, whose ``config.json`` also holds
+``_class_name`` and ``_ented_version``, load the same way. This module adds what the mixin does
+not do: strict loading whose errors name the file and the keys, and BasicSR checkpoints.
 
-- ``config.json``: the network's constructor arguments (``net.config``) plus ``_class_name`` (the
-  BasicSR architecture name, ``"ENTED"``) and ``_ented_version``;
-- ``model.safetensors``: the state dict.
-
-``ENTED(**config)`` then ``load_state_dict`` gives back the identical network. The same folder can
-live on the Hugging Face Hub; :func:`resolve_pretrained` fetches it through the ordinary Hub
-cache (``HF_HUB_OFFLINE=1`` and ``local_files_only`` are honoured).
-
-A *BasicSR checkpoint* is ``torch.save({'params': ..., 'params_ema': ...})``; it carries no
-architecture, which comes from a dict, an option YAML (``network_g``), or the option YAML that
-BasicSR copied into the experiment folder (``experiments/<name>/<name>.yml`` next to
+A *BasicSR checkpoint* is ``torch.save({'params': ..., 'params_ema': ...})``, read as data only; it
+carries no architecture, which comes from a dict, an option YAML (``network_g``), or the option
+YAML that BasicSR copied into the experiment folder (``experiments/<name>/<name>.yml`` next to
 ``experiments/<name>/models/net_g_<iter>.pth``).
 """
 
@@ -24,14 +22,13 @@ import json
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ented.atomic_io import atomic_write
+from ented.hub_weights import is_hub_spec, load_torch_file, load_weights_file, parse_hub_spec, resolve_weights
 
 logger = logging.getLogger(__name__)
 
@@ -71,69 +68,6 @@ def _first(keys: list, show: int) -> str:
     return ", ".join(keys[:show]) + more
 
 
-# ----------------------------------------------------------------------------- building
-
-
-def build_network(config: dict[str, Any], source: str = "the config") -> nn.Module:
-    """Builds a network from a saved config (``_class_name`` picks the BasicSR architecture).
-
-    Args:
-        config: Constructor arguments, plus ``_class_name`` (or ``type``); other ``_`` keys are ignored.
-        source: Where the config came from (a file name), for messages.
-
-    Raises:
-        ValueError: Unknown architecture, unknown keys (each named, with the closest known key), or
-            values the architecture refuses; the message starts with ``source``.
-    """
-    # Importing any ented module has run ented/__init__.py, which registers ENTED in this registry.
-    from basicsr.utils.registry import ARCH_REGISTRY
-
-    config = dict(config)
-    class_name = config.pop("_class_name", None) or config.pop("type", None) or DEFAULT_CLASS_NAME
-    kwargs = {key: value for key, value in config.items() if not key.startswith("_")}
-    try:
-        arch = ARCH_REGISTRY.get(class_name)
-    except KeyError:
-        raise ValueError(f"{source}: unknown architecture {class_name!r}") from None
-    _check_arguments(arch, kwargs, f"{source} ({class_name})")
-    try:
-        return arch(**kwargs)
-    except (TypeError, ValueError) as err:  # a value of the wrong type or range in a user's file
-        raise ValueError(f"{source}: cannot build {class_name} from it: {err}") from err
-
-
-def _check_arguments(arch: type, kwargs: dict[str, Any], what: str) -> None:
-    """Refuses keys that ``arch``'s constructor does not take, suggesting the closest known ones."""
-    parameters = inspect.signature(arch).parameters.values()
-    if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters):
-        return
-    known = [
-        parameter.name
-        for parameter in parameters
-        if parameter.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    ]
-    problems = []
-    for key in kwargs:
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            problems.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    if problems:
-        keys = "key" if len(problems) == 1 else "keys"
-        raise ValueError(f"{what}: unknown {keys} {', '.join(problems)}; known keys: {', '.join(known)}")
-
-
-def network_config(net: nn.Module) -> dict[str, Any]:
-    """The JSON-serialisable config that rebuilds ``net`` (its ``config`` plus ``_class_name``)."""
-    config = getattr(net, "config", None)
-    if not isinstance(config, dict):
-        raise TypeError(f"{type(net).__name__} has no `config` dict of its constructor arguments")
-    from ented.version import __version__
-
-    saved = {"_class_name": type(net).__name__, "_ented_version": __version__}
-    saved.update(json.loads(json.dumps(dict(config))))
-    return saved
-
-
 def load_weights(net: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> nn.Module:
     """Loads ``state_dict`` into ``net`` strictly, or raises :class:`CheckpointMismatchError`."""
     expected = net.state_dict()
@@ -150,29 +84,57 @@ def load_weights(net: nn.Module, state_dict: dict[str, torch.Tensor], source: st
     return net
 
 
-# ----------------------------------------------------------------------------- config + safetensors
+# ----------------------------------------------------------------------------- building
 
 
-def save_pretrained(net: nn.Module, save_directory: str | os.PathLike) -> Path:
-    """Writes ``config.json`` and ``model.safetensors`` for ``net`` into ``save_directory``.
+def build_network(config: dict[str, Any], source: str = "the config") -> nn.Module:
+    """Builds a network from a config (``_class_name`` or ``type`` picks the BasicSR architecture).
 
-    Each file is written to a temporary name first and moved into place.
+    Args:
+        config: Constructor arguments, plus ``_class_name`` (or ``type``; default ``ENTED``); other
+            ``_`` keys (``_ented_version``) are ignored.
+        source: Where the config came from (a file name), for messages.
 
-    Returns:
-        The folder.
+    Raises:
+        ValueError: Unknown architecture, unknown keys (each named, with the closest known key), or
+            values the architecture refuses; the message starts with ``source``.
     """
-    from safetensors.torch import save_file
+    # Importing any ented module has run ented/__init__.py, which registers ENTED in this registry.
+    from basicsr.utils.registry import ARCH_REGISTRY
 
-    folder = Path(save_directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    config = network_config(net)
-    tensors = {key: value.detach().cpu().contiguous().clone() for key, value in net.state_dict().items()}
-    atomic_write(folder / WEIGHTS_NAME, lambda path: save_file(tensors, path, metadata={"format": "pt"}))
-    atomic_write(
-        folder / CONFIG_NAME,
-        lambda path: Path(path).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n"),
-    )
-    return folder
+    class_name = config.get("_class_name") or config.get("type") or DEFAULT_CLASS_NAME
+    try:
+        arch = ARCH_REGISTRY.get(class_name)
+    except KeyError:
+        raise ValueError(f"{source}: unknown architecture {class_name!r}") from None
+    kwargs = {key: value for key, value in config.items() if not key.startswith("_") and key != "type"}
+    _check_arguments(arch, kwargs, f"{source} ({class_name})")
+    return _construct(arch, kwargs, source)
+
+
+def _construct(arch: type, kwargs: dict[str, Any], source: str) -> nn.Module:
+    try:
+        return arch(**kwargs)
+    except (TypeError, ValueError) as err:  # a value of the wrong type or range in a user's file
+        raise ValueError(f"{source}: cannot build {arch.__name__} from it: {err}") from err
+
+
+def _check_arguments(arch: type, kwargs: dict[str, Any], what: str) -> None:
+    """Refuses keys that ``arch``'s constructor does not take, suggesting the closest known ones."""
+    parameters = inspect.signature(arch).parameters.values()
+    known = [
+        parameter.name
+        for parameter in parameters
+        if parameter.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
+    problems = []
+    for key in kwargs:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            problems.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    if problems:
+        keys = "key" if len(problems) == 1 else "keys"
+        raise ValueError(f"{what}: unknown {keys} {', '.join(problems)}; known keys: {', '.join(known)}")
 
 
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
@@ -189,103 +151,49 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     return config
 
 
-def load_safetensors(
-    weights_file: str | os.PathLike,
-    config: dict[str, Any] | None = None,
-    config_source: str = "the given config",
+# ----------------------------------------------------------------------------- pretrained folders
+
+
+def load_pretrained_weights(
+    arch: type, model_id: str, config: dict | None, model_kwargs: dict, **hub_kwargs
 ) -> nn.Module:
-    """Builds the network from ``config`` (default: ``config.json`` beside the file) and loads the weights.
+    """The loading step of ``ENTED.from_pretrained`` (``PyTorchModelHubMixin._from_pretrained``).
 
     Args:
-        weights_file: The ``.safetensors`` file.
-        config: The architecture (see :func:`build_network`); None reads ``config.json`` beside the file.
-        config_source: Where ``config`` came from, for messages.
-
-    Raises:
-        FileNotFoundError: A file is missing.
-        ValueError: The config is invalid or the file is not readable safetensors (both named).
-        CheckpointMismatchError: The weights do not fit the architecture.
+        arch: The class being loaded.
+        model_id: A local folder or a Hub repo id.
+        config: All of ``config.json`` as the mixin read it (None: there is none).
+        model_kwargs: The constructor arguments the mixin took from it (and the caller's overrides).
+        hub_kwargs: For :func:`ented.hub_weights.resolve_weights` (revision, cache_dir, token, ...).
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    weights_file = Path(weights_file)
-    if not weights_file.is_file():
-        raise FileNotFoundError(f"weights file not found: {weights_file}")
+    local = os.path.isdir(model_id)
+    source = os.path.join(model_id, CONFIG_NAME) if local else f"{CONFIG_NAME} of Hub repo {model_id}"
     if config is None:
-        config_file = weights_file.with_name(CONFIG_NAME)
-        if not config_file.is_file():
-            raise FileNotFoundError(
-                f"{weights_file} has no {CONFIG_NAME} beside it; pass the network config explicitly"
-            )
-        config, config_source = read_config(config_file), str(config_file)
-    net = build_network(config, config_source)
-    try:
-        state_dict = load_file(str(weights_file))
-    except SafetensorError as err:
-        raise ValueError(f"{weights_file} is not a readable safetensors file: {err}") from None
-    return load_weights(net, state_dict, str(weights_file))
+        raise FileNotFoundError(f"{model_id} has no {CONFIG_NAME}: not a pretrained {arch.__name__}")
+    class_name = config.get("_class_name", arch.__name__)  # written by versions before the mixin
+    if class_name != arch.__name__:
+        raise ValueError(f"{source} is for {class_name}, not {arch.__name__}")
+    # the mixin passes on only the keys the constructor takes: a misspelt one would be dropped
+    saved = {key: value for key, value in config.items() if not key.startswith("_")}
+    _check_arguments(arch, saved, f"{source} ({arch.__name__})")
+    net = _construct(arch, model_kwargs, source)
+    if local:
+        weights = os.path.join(model_id, WEIGHTS_NAME)
+    else:
+        hub_kwargs["local_files_only"] = hub_kwargs.get("local_files_only") or None  # None: HF_HUB_OFFLINE
+        weights = resolve_weights(repo_id=model_id, filename=WEIGHTS_NAME, **hub_kwargs)
+    return load_weights(net, load_weights_file(weights), weights)
 
 
-# ----------------------------------------------------------------------------- the Hub
+def save_pretrained(net: nn.Module, save_directory: str | os.PathLike, **kwargs) -> Path:
+    """``net.save_pretrained`` (config, weights, model card; ``kwargs`` go to it); returns the folder."""
+    net.save_pretrained(save_directory, **kwargs)
+    return Path(save_directory)
 
 
-def looks_like_repo_id(name: str) -> bool:
-    """Whether ``name`` has the form of a Hub repo id (``owner/name``) rather than a local path."""
-    return bool(_REPO_ID.match(name)) and not os.path.exists(name)
-
-
-def resolve_pretrained(
-    name_or_path: str | os.PathLike,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    subfolder: str | None = None,
-    token: str | bool | None = None,
-    local_files_only: bool = False,
-    force_download: bool = False,
-) -> Path:
-    """The local folder holding ``config.json`` + ``model.safetensors`` for a folder or a Hub repo id.
-
-    A Hub repo is fetched (or found in the cache) with ``hf_hub_download`` -- just the two files.
-    """
-    path = Path(name_or_path)
-    if subfolder:
-        path = path / subfolder
-    if path.is_dir():
-        for name in (CONFIG_NAME, WEIGHTS_NAME):
-            if not (path / name).is_file():
-                raise FileNotFoundError(f"{path} is not a pretrained ENTED folder: {name} is missing")
-        return path
-    name = str(name_or_path)
-    if not looks_like_repo_id(name):
-        raise FileNotFoundError(f"{name}: no such folder, and not a Hugging Face Hub repo id (owner/name)")
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
-
-    files = {}
-    for file_name in (CONFIG_NAME, WEIGHTS_NAME):
-        try:
-            files[file_name] = hf_hub_download(
-                name,
-                file_name,
-                subfolder=subfolder,
-                revision=revision,
-                cache_dir=cache_dir,
-                token=token,
-                local_files_only=local_files_only,
-                force_download=force_download,
-            )
-        except LocalEntryNotFoundError as err:
-            raise FileNotFoundError(
-                f"{name}: {file_name} is not in the local Hub cache and cannot be downloaded "
-                f"(offline or local_files_only): {err}"
-            ) from None
-        except (RepositoryNotFoundError, EntryNotFoundError) as err:
-            raise FileNotFoundError(f"{name}: {file_name} not found on the Hub: {err}") from None
-    folder = Path(files[WEIGHTS_NAME]).parent
-    if Path(files[CONFIG_NAME]).parent != folder:  # cannot happen with one snapshot, but be exact
-        raise RuntimeError(f"{name}: config and weights resolved to different folders")
-    return folder
+def push_to_hub(net: nn.Module, repo_id: str, **kwargs) -> Any:
+    """``net.push_to_hub`` (``model_card_kwargs={"training_data": ..., "metrics": ...}`` fill the card)."""
+    return net.push_to_hub(repo_id, **kwargs)
 
 
 def from_pretrained(
@@ -297,58 +205,48 @@ def from_pretrained(
     local_files_only: bool = False,
     force_download: bool = False,
 ) -> nn.Module:
-    """Loads a network from a pretrained folder, a ``.safetensors`` file, or a Hub repo id."""
-    path = Path(name_or_path)
+    """``ENTED.from_pretrained`` for a pretrained folder or Hub repo id; also takes a ``.safetensors`` file.
+
+    ``subfolder`` is for local folders only (the mixin has no subfolder on the Hub).
+    """
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+
+    from ented.archs.ented_arch import ENTED
+
+    path = Path(name_or_path) / (subfolder or "")
     if path.is_file() and path.suffix == ".safetensors":
         return load_safetensors(path)
-    folder = resolve_pretrained(
-        name_or_path, revision, cache_dir, subfolder, token, local_files_only, force_download
-    )
-    return load_safetensors(folder / WEIGHTS_NAME)  # with the config.json beside it
+    name = str(path if path.is_dir() else name_or_path)
+    if not path.is_dir():
+        if path.exists() or not _REPO_ID.match(name):
+            raise FileNotFoundError(
+                f"{name}: not a pretrained folder, and not a Hugging Face Hub repo id (owner/name)"
+            )
+        if subfolder:
+            raise ValueError(f"{name}: subfolder={subfolder!r} works for local folders only")
+    hub = {"revision": revision, "cache_dir": cache_dir, "token": token, "force_download": force_download}
+    try:
+        return ENTED.from_pretrained(name, local_files_only=local_files_only, **hub)
+    except (EntryNotFoundError, RepositoryNotFoundError) as err:  # config.json, which the mixin fetches
+        raise FileNotFoundError(
+            f"{name}: {CONFIG_NAME} is neither in the Hub cache nor on the Hub: {err}"
+        ) from None
 
 
-def push_to_hub(
-    net: nn.Module,
-    repo_id: str,
-    commit_message: str = "Upload ENTED weights",
-    private: bool | None = None,
-    token: str | None = None,
-    revision: str | None = None,
-    create_pr: bool = False,
-    model_card: str | None = None,
-) -> Any:
-    """Uploads ``config.json`` + ``model.safetensors`` (and a ``README.md`` card) to a Hub model repo.
-
-    The repo is created if needed. Returns ``huggingface_hub``'s commit info.
-    """
-    from huggingface_hub import HfApi
-
-    api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    with tempfile.TemporaryDirectory() as tmp:
-        save_pretrained(net, tmp)
-        Path(tmp, "README.md").write_text(model_card or _default_model_card(net), encoding="utf-8")
-        return api.upload_folder(
-            repo_id=repo_id,
-            folder_path=tmp,
-            commit_message=commit_message,
-            revision=revision,
-            create_pr=create_pr,
-            repo_type="model",
-        )
-
-
-def _default_model_card(net: nn.Module) -> str:
-    config = json.dumps(network_config(net), indent=2, sort_keys=True)
-    return (
-        "---\nlibrary_name: ented\ntags:\n- face-restoration\n- reference-based\n---\n\n"
-        f"# {type(net).__name__} weights\n\n"
-        "Reference-based blind face restoration with `ented`.\n\n"
-        "```python\nfrom ented.restoration import ENTEDRestorer\n\n"
-        'restorer = ENTEDRestorer.from_pretrained("<this repo id>")\n'
-        "restored = restorer.restore(face, reference)\n```\n\n"
-        f"Config:\n\n```json\n{config}\n```\n"
-    )
+def load_safetensors(
+    weights_file: str | os.PathLike,
+    config: dict[str, Any] | None = None,
+    config_source: str = "the given config",
+) -> nn.Module:
+    """Builds the network from ``config`` (default: ``config.json`` beside the file) and loads the weights."""
+    weights_file = Path(weights_file)
+    if config is None:
+        config_file = weights_file.with_name(CONFIG_NAME)
+        if not config_file.is_file():
+            raise FileNotFoundError(f"{weights_file} has no {CONFIG_NAME} beside it; pass the network config")
+        config, config_source = read_config(config_file), str(config_file)
+    net = build_network(config, config_source)
+    return load_weights(net, load_weights_file(weights_file), str(weights_file))
 
 
 # ----------------------------------------------------------------------------- BasicSR checkpoints
@@ -357,7 +255,7 @@ def _default_model_card(net: nn.Module) -> str:
 def read_basicsr_state_dict(
     checkpoint: str | os.PathLike, param_key: str | None = "params_ema"
 ) -> tuple[dict[str, torch.Tensor], str]:
-    """Reads a BasicSR checkpoint's state dict.
+    """Reads a BasicSR checkpoint's state dict, as data only (:func:`ented.hub_weights.load_torch_file`).
 
     Args:
         checkpoint: ``net_g_<iter>.pth``.
@@ -368,13 +266,9 @@ def read_basicsr_state_dict(
     Returns:
         ``(state_dict, key_used)``; a DDP ``module.`` prefix is stripped.
     """
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
+    if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
-    try:
-        data = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"{checkpoint} is not a readable PyTorch checkpoint: {err}") from None
+    data = load_torch_file(checkpoint, "checkpoint")
     if not isinstance(data, dict):
         raise ValueError(f"{checkpoint} does not hold a dict of weights")
     bare = all(isinstance(value, torch.Tensor) for value in data.values())
@@ -396,7 +290,6 @@ def network_config_from_option(option_file: str | os.PathLike, network_key: str 
     """The architecture config (``type`` -> ``_class_name``) from a BasicSR option YAML."""
     import yaml
 
-    option_file = Path(option_file)
     try:
         with open(option_file, encoding="utf-8") as f:
             option = yaml.safe_load(f)
@@ -404,7 +297,7 @@ def network_config_from_option(option_file: str | os.PathLike, network_key: str 
         raise FileNotFoundError(f"option file not found: {option_file}") from None
     except yaml.YAMLError as err:
         raise ValueError(f"{option_file} is not valid YAML: {err}") from None
-    network = (option or {}).get(network_key) if isinstance(option, dict) else None
+    network = option.get(network_key) if isinstance(option, dict) else None
     if not isinstance(network, dict) or "type" not in network:
         raise ValueError(f"{option_file} has no '{network_key}' section with a 'type'")
     config = dict(network)
@@ -427,8 +320,7 @@ def find_option_file(checkpoint: str | os.PathLike, network_key: str = "network_
                 found[yml] = network_config_from_option(yml, network_key)
             except (ValueError, OSError):
                 continue
-        configs = {json.dumps(config, sort_keys=True) for config in found.values()}
-        if len(configs) > 1:
+        if len({json.dumps(config, sort_keys=True) for config in found.values()}) > 1:
             raise ValueError(
                 f"option files with different '{network_key}' next to {checkpoint}: "
                 f"{[str(path) for path in found]}; pass the option file explicitly"
@@ -454,21 +346,13 @@ def load_basicsr_checkpoint(
     """
     arch_config, source = _architecture(checkpoint, config)
     state, used = read_basicsr_state_dict(checkpoint, param_key)
-    net = build_network(arch_config, source)
-    return load_weights(net, state, f"{checkpoint} ({used})")
-
-
-def resolve_architecture(
-    checkpoint: str | os.PathLike, config: dict[str, Any] | str | os.PathLike | None
-) -> dict[str, Any]:
-    """The architecture config for a checkpoint, from ``config`` or the experiment's option file."""
-    return _architecture(checkpoint, config)[0]
+    return load_weights(build_network(arch_config, source), state, f"{checkpoint} ({used})")
 
 
 def _architecture(
     checkpoint: str | os.PathLike, config: dict[str, Any] | str | os.PathLike | None
 ) -> tuple[dict[str, Any], str]:
-    """:func:`resolve_architecture`, and where the config came from (for messages)."""
+    """The architecture config for a checkpoint and where it came from (for messages)."""
     if isinstance(config, dict):
         return dict(config), "the given config"
     if config is not None:
@@ -493,28 +377,24 @@ def convert_basicsr_checkpoint(
     config: dict[str, Any] | str | os.PathLike | None = None,
     param_key: str | None = "params_ema",
 ) -> Path:
-    """Converts a BasicSR ``.pth`` into a pretrained folder (``config.json`` + ``model.safetensors``).
-
-    The checkpoint is loaded into the architecture first, so a mismatch is refused before anything is
-    written. Returns the folder.
-    """
-    net = load_basicsr_checkpoint(checkpoint, config, param_key)
-    return save_pretrained(net, save_directory)
+    """Converts a BasicSR ``.pth`` into a pretrained folder; a mismatch is refused before anything is written."""
+    return save_pretrained(load_basicsr_checkpoint(checkpoint, config, param_key), save_directory)
 
 
 def find_checkpoint(folder: str | os.PathLike) -> Path | None:
     """The newest ``net_g_*.pth`` of a BasicSR experiment folder (``net_g_latest.pth`` wins)."""
-    folder = Path(folder)
-    models = folder / "models" if (folder / "models").is_dir() else folder
-    latest = models / "net_g_latest.pth"
-    if latest.is_file():
-        return latest
-    numbered = []
-    for path in models.glob("net_g_*.pth"):
-        match = re.fullmatch(r"net_g_(\d+)\.pth", path.name)
-        if match:
-            numbered.append((int(match.group(1)), path))
+    models = Path(folder) / "models" if (Path(folder) / "models").is_dir() else Path(folder)
+    if (models / "net_g_latest.pth").is_file():
+        return models / "net_g_latest.pth"
+    numbered = [
+        (int(match.group(1)), path)
+        for path in models.glob("net_g_*.pth")
+        if (match := re.fullmatch(r"net_g_(\d+)\.pth", path.name))
+    ]
     return max(numbered)[1] if numbered else None
+
+
+# ----------------------------------------------------------------------------- whatever it is
 
 
 def load_network(
@@ -531,18 +411,18 @@ def load_network(
     - a BasicSR experiment folder (``models/net_g_*.pth``): its newest checkpoint;
     - ``hf://owner/repo/path/file[@revision]``: one file of a Hub repo, read as above (a
       ``.safetensors`` file takes the ``config.json`` beside it in the repo unless ``config`` is given);
-    - otherwise a Hub repo id (``hub_kwargs``: revision, cache_dir, subfolder, token, local_files_only).
+    - otherwise a Hub repo id (``hub_kwargs``: see :func:`from_pretrained`).
     """
-    from ented.hub_weights import is_hub_spec
-
     if is_hub_spec(weights):
         return _load_hub_file(str(weights), config, param_key, hub_kwargs.get("cache_dir"))
     path = Path(weights)
     if path.is_file():
         if path.suffix == ".safetensors":
-            if config is None:
-                return load_safetensors(path)
-            return load_safetensors(path, *_architecture(path, config))
+            return (
+                load_safetensors(path)
+                if config is None
+                else load_safetensors(path, *_architecture(path, config))
+            )
         if path.suffix in CHECKPOINT_SUFFIXES:
             return load_basicsr_checkpoint(path, config, param_key)
         raise ValueError(f"{path}: unknown weights format (expected .pth or .safetensors)")
@@ -559,16 +439,14 @@ def load_network(
 
 def _load_hub_file(spec: str, config, param_key: str | None, cache_dir) -> nn.Module:
     """Loads ``hf://owner/repo/path/file[@revision]`` (see :func:`load_network`)."""
-    from ented.hub_weights import parse_hub_spec, resolve_weights
-
     repo_id, filename, revision = parse_hub_spec(spec)
     local = Path(resolve_weights(spec, cache_dir=cache_dir))
-    if local.suffix == ".safetensors":
-        if config is None:
-            config_name = str(Path(filename).with_name(CONFIG_NAME).as_posix())
-            config_spec = f"hf://{repo_id}/{config_name}" + (f"@{revision}" if revision else "")
-            return load_safetensors(
-                local, read_config(resolve_weights(config_spec, cache_dir=cache_dir)), config_spec
-            )
+    if local.suffix != ".safetensors":
+        return load_basicsr_checkpoint(local, config, param_key)
+    if config is not None:
         return load_safetensors(local, *_architecture(local, config))
-    return load_basicsr_checkpoint(local, config, param_key)
+    config_spec = f"hf://{repo_id}/{Path(filename).with_name(CONFIG_NAME).as_posix()}"
+    config_spec += f"@{revision}" if revision else ""
+    return load_safetensors(
+        local, read_config(resolve_weights(config_spec, cache_dir=cache_dir)), config_spec
+    )
