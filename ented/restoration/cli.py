@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ented.restoration.images import IMAGE_EXTENSIONS
-from ented.restoration.reference_check import DEFAULT_THRESHOLD
+from ented.restoration.reference_check import DEFAULT_THRESHOLDS
 
 logger = logging.getLogger("ented.restoration.cli")
 
@@ -176,10 +176,18 @@ def build_restore_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--identity-weights", help="ArcFace weights (path or hf://owner/repo/file)")
     check.add_argument(
+        "--identity-backend",
+        choices=("dlib", "arcface"),
+        default=None,
+        help="identity model of the check: dlib (default without --identity-weights; needs ented[identity]) "
+        "or arcface (needs --identity-weights)",
+    )
+    check.add_argument(
         "--identity-threshold",
         type=_similarity,
         default=None,
-        help=f"identity cosine similarity below which a reference is suspicious (default {DEFAULT_THRESHOLD})",
+        help="identity similarity below which a reference is suspicious (default: dlib "
+        f"{DEFAULT_THRESHOLDS['dlib']}, arcface {DEFAULT_THRESHOLDS['arcface']})",
     )
 
     run = parser.add_argument_group("running")
@@ -357,6 +365,7 @@ def _restore(args) -> int:
             batch_size=args.batch_size,
             reference_check=args.reference_check,
             identity_weights=args.identity_weights,
+            identity_backend=args.identity_backend,
             detector=args.detector,
             detector_weights=args.detector_weights,
             face_selection=args.faces,

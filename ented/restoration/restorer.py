@@ -39,7 +39,7 @@ from ented.restoration.images import (
     resize,
     to_network,
 )
-from ented.restoration.reference_check import DEFAULT_THRESHOLD, IdentityCheck, ReferenceChecker
+from ented.restoration.reference_check import IdentityCheck, ReferenceChecker
 
 logger = logging.getLogger(__name__)
 
@@ -130,8 +130,10 @@ class ENTEDRestorer:
         reference_check: ``"warn"`` (default), ``"refuse"`` or ``"off"``, or a ready
             :class:`ReferenceChecker`.
         identity_weights: ArcFace weights for the check (path or ``hf://owner/repo/file``); without them
-            the check runs with random weights and says its numbers are meaningless.
-        identity_threshold: Identity similarity below which a reference is taken for another person.
+            the check uses dlib's face descriptor (the ``identity`` extra; docs/identity.md).
+        identity_threshold: Identity similarity below which a reference is taken for another person
+            (default: the backend's, see :class:`ReferenceChecker`).
+        identity_backend: ``"dlib"`` or ``"arcface"``; default: arcface with ``identity_weights``, else dlib.
         detector: ``"mtcnn"`` (facenet-pytorch, offline), ``"retinaface"`` (facexlib), or a
             :class:`FaceDetector`. Built at first use; only whole-photo restoration needs it.
         detector_weights: Folder with the RetinaFace weights.
@@ -146,7 +148,8 @@ class ENTEDRestorer:
         batch_size: int = 4,
         reference_check: str | ReferenceChecker = "warn",
         identity_weights: str | os.PathLike | None = None,
-        identity_threshold: float = DEFAULT_THRESHOLD,
+        identity_threshold: float | None = None,
+        identity_backend: str | None = None,
         detector: str | FaceDetector = "mtcnn",
         detector_weights: str | os.PathLike | None = None,
         face_selection: str = "all",
@@ -171,6 +174,7 @@ class ENTEDRestorer:
                 identity_weights=identity_weights,
                 threshold=identity_threshold,
                 on_mismatch=reference_check,
+                backend=identity_backend,
                 device=self.device,
             )
         self._detector = detector if isinstance(detector, FaceDetector) else None
