@@ -1,0 +1,1 @@
+"""Benchmarks of ENTED: speed, and the measurements the docs quote."""
