@@ -54,7 +54,8 @@ setup(
         "timm>=0.9",
         "einops>=0.7",
         "safetensors>=0.4",
-        "huggingface-hub>=0.20",
+        "huggingface-hub>=0.24",  # PyTorchModelHubMixin with coders and a model card template (tested: 2.4)
+        "jinja2",  # huggingface_hub renders the model card template with it
         "numpy",
         "opencv-python",
         "pyyaml",
