@@ -75,11 +75,11 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "ented-train=ented.train:main",
-            "ented-test=ented.test:main",
-            "ented-demo=ented.demo:main",
-            "ented-prepare=ented.prepare:main",
-            "ented-restore=ented.restoration.cli:main",
+            "ented-train=ented.cli.train:main",
+            "ented-test=ented.cli.test:main",
+            "ented-demo=ented.cli.demo:main",
+            "ented-prepare=ented.cli.prepare:main",
+            "ented-restore=ented.cli.restore:main",
         ]
     },
     classifiers=[

@@ -7,7 +7,7 @@
   :func:`load_resume_state`).
 - ``--launcher pytorch``: ``basicsr.utils.dist_util._init_dist_pytorch`` divides by the number
   of GPUs and asks for NCCL. Ours uses gloo when there is no GPU, so
-  ``torchrun --nproc_per_node=2 -m ented.train ... --launcher pytorch`` runs on CPUs.
+  ``torchrun --nproc_per_node=2 -m ented.cli.train ... --launcher pytorch`` runs on CPUs.
 
 - Machines without CUDA: ``prefetch_mode: cuda`` (BasicSR's ``CUDAPrefetcher``) and
   ``pin_memory: true`` need CUDA, so the 512 recipes would crash on a CPU-only machine. Ours

@@ -8,9 +8,9 @@ import pytest
 import torch
 from basicsr.data import build_dataset
 
+from ented.cli.prepare import main
 from ented.data.preparation import prepare_split, prepare_test_set, split_identities
 from ented.data.synthetic_faces import write_synthetic_identity_set
-from ented.prepare import main
 
 SIZE = 64
 

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from ented import demo, reference_detail
+from ented import reference_detail
+from ented.cli import demo
 
 WINNING = {
     "true reference": {"face_detail": 0.5, "erased_mark_recall": 0.8},

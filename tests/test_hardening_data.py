@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from basicsr.data import build_dataset
 
+from ented.cli.prepare import main
 from ented.data.image_io import MAX_IMAGE_PIXELS_ENV, read_image_file
 from ented.data.layouts import read_ffhq_ref_csv, read_list_file, scan_identity_folders
 from ented.data.preparation import lq_name, pack_lmdb, prepare_split, prepare_test_set
-from ented.prepare import main
 
 SIZE = 32
 

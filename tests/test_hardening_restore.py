@@ -13,8 +13,8 @@ import yaml
 from PIL import Image
 from restoration_fixtures import TINY, digest, face, save, tiny_net
 
+from ented.cli.restore import main
 from ented.restoration import pretrained as pt
-from ented.restoration.cli import main
 from ented.restoration.pretrained import save_pretrained
 
 ALIGNED = ["--aligned", "--no-progress", "--reference-check", "off"]

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from restoration_fixtures import digest, face, save, tiny_net
 
-from ented.restoration.cli import main
+from ented.cli.restore import main
 from ented.restoration.pretrained import save_pretrained
 
 
@@ -182,10 +182,11 @@ def test_whole_photos_with_mtcnn(tmp_path, weights, capsys):
 
 
 def test_python_dash_m_runs_the_cli(monkeypatch, capsys):
-    # what `python -m ented.restoration --help` runs, in this process (a new one would import torch again)
+    # what `python -m ented.cli.restore --help` runs, in this process (a new one would import torch again)
     monkeypatch.setattr(sys, "argv", ["ented-restore", "--help"])
+    monkeypatch.delitem(sys.modules, "ented.cli.restore", raising=False)  # run as a fresh __main__
     with pytest.raises(SystemExit) as exit_info:
-        runpy.run_module("ented.restoration", run_name="__main__")
+        runpy.run_module("ented.cli.restore", run_name="__main__")
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "ented-restore" in out and "--reference" in out

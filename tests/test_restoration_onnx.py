@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from restoration_fixtures import face, tiny_net
 
+from ented.cli.restore import main
 from ented.restoration import ENTEDRestorer
-from ented.restoration.cli import main
 from ented.restoration.images import to_network
 from ented.restoration.pretrained import save_pretrained
 

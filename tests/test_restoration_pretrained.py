@@ -7,9 +7,9 @@ import torch
 import yaml
 from restoration_fixtures import TINY, face, forward, populate_hub_cache, tiny_net
 
+from ented.cli.restore import main
 from ented.restoration import CheckpointMismatchError, ENTEDRestorer, convert_basicsr_checkpoint
 from ented.restoration import pretrained as pt
-from ented.restoration.cli import main
 
 LQ, REF = face(1), face(2)
 

@@ -105,7 +105,7 @@ def test_backend_choice_never_falls_back_to_random_weights(encoder):
 
 
 def test_restorer_and_cli_pass_the_backend_on(encoder):
-    from ented.restoration.cli import build_restore_parser
+    from ented.cli.restore import build_restore_parser
 
     restorer = ENTEDRestorer(tiny_net(0), device="cpu", identity_threshold=0.5)
     assert restorer.checker.backend == "dlib" and restorer.checker.threshold == 0.5

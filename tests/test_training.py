@@ -273,7 +273,7 @@ def test_sigkill_mid_training_resumes_iteration_optimizer_and_ema(faces, tmp_pat
     opt_path = write_yaml(opt, tmp_path / "train.yml")
     states = tmp_path / "experiments" / "killed" / "training_states"
     process = subprocess.Popen(
-        [sys.executable, "-m", "ented.train", "-opt", opt_path],
+        [sys.executable, "-m", "ented.cli.train", "-opt", opt_path],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -289,7 +289,7 @@ def test_sigkill_mid_training_resumes_iteration_optimizer_and_ema(faces, tmp_pat
 
     resumed = run_entry(
         [
-            sys.executable, "-m", "ented.train", "-opt", opt_path, "--auto_resume",
+            sys.executable, "-m", "ented.cli.train", "-opt", opt_path, "--auto_resume",
             "--force_yml", f"train:total_iter={last + 1}", "logger:save_checkpoint_freq=1",
         ],
         cwd=tmp_path,

@@ -5,7 +5,7 @@ leaves either the previous file or the new one, never half of one. Inputs are ch
 anything is written: names that a list cannot hold, colliding output names, unreadable, missing or
 oversized images and an unwritable output folder are refused with a message naming the file. Every
 output path is derived from a safe transform of the identity and stays inside its output folder.
-The command line is ``ented-prepare`` (:mod:`ented.prepare`).
+The command line is ``ented-prepare`` (:mod:`ented.cli.prepare`).
 """
 
 import contextlib

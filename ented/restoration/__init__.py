@@ -1,4 +1,4 @@
-"""Restoring photos with ENTED: a restorer object, weights I/O, face alignment, CLI and ONNX export.
+"""Restoring photos with ENTED: a restorer object, weights I/O, face alignment and ONNX export.
 
 Nothing here registers anything in BasicSR. Typical use::
 
@@ -7,7 +7,7 @@ Nothing here registers anything in BasicSR. Typical use::
     restorer = ENTEDRestorer.from_pretrained("path/or/owner-repo")
     restored = restorer.restore("face.png", "reference.png")
 
-See docs/restoring.md.
+The command line is ``ented-restore`` (:mod:`ented.cli.restore`). See docs/restoring.md.
 """
 
 from ented.restoration.face_alignment import align_face, ffhq_template, paste_faces

@@ -1,4 +1,4 @@
-"""``ented-train`` / ``python -m ented.train``: BasicSR's training runner with ENTED registered.
+"""``ented-train`` / ``python -m ented.cli.train``: BasicSR's training runner with ENTED registered.
 
 Takes BasicSR's arguments (``-opt``, ``--launcher``, ``--auto_resume``, ``--debug``,
 ``--force_yml``); experiments go under the working directory.

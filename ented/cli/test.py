@@ -1,4 +1,4 @@
-"""``ented-test`` / ``python -m ented.test``: BasicSR's test runner with ENTED registered.
+"""``ented-test`` / ``python -m ented.cli.test``: BasicSR's test runner with ENTED registered.
 
 Takes BasicSR's arguments (``-opt``, ``--launcher``, ``--force_yml``); results go under the
 working directory.

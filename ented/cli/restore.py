@@ -6,7 +6,7 @@ Usage::
     ented-restore convert CHECKPOINT.pth OUTPUT_FOLDER [--config OPTION.yml] [--param-key KEY]
     ented-restore export-onnx WEIGHTS OUTPUT.onnx [--batch-size N] [--opset N]
 
-(or ``python -m ented.restoration ...``). Exit status: 0 when every input was restored (or was
+(or ``python -m ented.cli.restore ...``). Exit status: 0 when every input was restored (or was
 already done, with ``--skip-existing``), or some were and the others skipped; 1 when inputs had to
 be skipped and none could be restored (or, with ``--strict``, when anything was skipped); 2 when
 the run could not start (bad arguments, weights, detector, unwritable output folder). The
@@ -29,7 +29,7 @@ import numpy as np
 from ented.restoration.images import IMAGE_EXTENSIONS
 from ented.restoration.reference_check import DEFAULT_THRESHOLDS
 
-logger = logging.getLogger("ented.restoration.cli")
+logger = logging.getLogger("ented.cli.restore")
 
 SUBCOMMANDS = ("restore", "convert", "export-onnx")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

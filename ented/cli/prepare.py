@@ -9,7 +9,7 @@ Subcommands::
     ented-prepare lmdb datasets/synthetic datasets/synthetic.lmdb
     ented-prepare astronaut docs/astronaut_512.png --size 512
 
-Also ``python -m ented.prepare ...``.
+Also ``python -m ented.cli.prepare ...``.
 """
 
 import argparse
@@ -229,13 +229,13 @@ def main(argv=None) -> int:
     try:
         result = run(args)
     except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as error:
-        logging.getLogger("ented.prepare").error("%s", error)
+        logging.getLogger("ented.cli.prepare").error("%s", error)
         return 2
     except OSError as error:  # PermissionError, disk full: the message names the file
-        logging.getLogger("ented.prepare").error("%s", error)
+        logging.getLogger("ented.cli.prepare").error("%s", error)
         return 1
     if args.command != "synthetic":
-        logging.getLogger("ented.prepare").info(
+        logging.getLogger("ented.cli.prepare").info(
             "wrote %s", result if isinstance(result, str) else result["train"]
         )
     return 0
