@@ -1,0 +1,71 @@
+"""``ented-benchmark``: the benchmarks, one sub-command each.
+
+::
+
+    ented-benchmark quality --list testset/test_list.txt --gt-root faces --output bench bicubic ented:run
+    ented-benchmark speed ...
+
+Each sub-command is a module with ``add_arguments(parser)`` and ``run(args) -> int``, imported only
+when that sub-command is run, so that ``ented-benchmark --help`` imports none of them.
+"""
+
+import argparse
+import importlib
+import logging
+import sys
+
+# sub-command -> (module, one-line description)
+SUBCOMMANDS = {
+    "quality": (
+        "ented.benchmark.quality",
+        "methods x metrics on a paired-reference test set: tables, grids, plot",
+    ),
+    "speed": ("ented.benchmark.speed", "speed and size of ENTED and the other restorers"),
+}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ented-benchmark",
+        description="Benchmarks of ENTED. Run `ented-benchmark <command> --help` for a command's options.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="command", required=True)
+    for name, (_, description) in SUBCOMMANDS.items():
+        commands.add_parser(name, help=description, add_help=False)
+    return parser
+
+
+def load_subcommand(name: str):
+    """The module of sub-command ``name``.
+
+    Raises:
+        SystemExit: naming the sub-command, when its module is not there (this install lacks it).
+    """
+    module_name = SUBCOMMANDS[name][0]
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name != module_name:
+            raise
+        raise SystemExit(f"ented-benchmark {name}: this install has no {module_name} module") from None
+
+
+def main(argv: list | None = None) -> int:
+    """Parses ``argv`` and runs the sub-command; returns its exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in SUBCOMMANDS:
+        _top_parser().parse_args(argv)  # --help, or an error naming the known commands
+        return 2
+    name = argv[0]
+    module = load_subcommand(name)
+    parser = argparse.ArgumentParser(
+        prog=f"ented-benchmark {name}", description=module.__doc__.split("\n")[0]
+    )
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return module.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
