@@ -1,4 +1,4 @@
-"""Turns a weights argument (a local path or a Hugging Face Hub spec) into a local file path.
+"""Weights in: a local path or Hugging Face Hub spec to a file, a state dict read safely, the device to run on.
 
 Every network that takes pretrained weights in ``ented`` (ArcFace, LPIPS backbones, the FID
 Inception) accepts either form:
@@ -9,6 +9,8 @@ Inception) accepts either form:
   ``huggingface_hub.hf_hub_download`` into the usual Hub cache. With ``HF_HUB_OFFLINE=1`` (or
   ``local_files_only=True``) nothing is downloaded and a file already in the cache is used.
 """
+
+from __future__ import annotations
 
 import os
 import pickle
@@ -198,3 +200,28 @@ def _unpickling_reason(error: pickle.UnpicklingError) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     named = [line for line in lines if "GLOBAL" in line]
     return (named or lines or [type(error).__name__])[0]
+
+
+def resolve_device(device=None):
+    """The ``torch.device`` a network runs on: ``None`` or ``"auto"`` picks CUDA, then Apple MPS, then the CPU.
+
+    Args:
+        device: None, ``"auto"``, or anything ``torch.device`` takes (``"cuda:1"``, ``"cpu"``, a device).
+
+    Raises:
+        ValueError: CUDA or MPS was asked for and is not available.
+    """
+    import torch
+
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for, but torch sees no CUDA GPU")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' was asked for, but it is not available")
+    return device

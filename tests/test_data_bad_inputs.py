@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from basicsr.data import build_dataset
 
-from ented.data.image_io import decode_image, read_image_file
 from ented.data.layouts import read_ffhq_ref_csv, read_list_file
 from ented.data.synthetic_faces import write_synthetic_identity_set
+from ented.image_io import decode_image, read_image_file
 
 SIZE = 64
 

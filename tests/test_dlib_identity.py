@@ -12,9 +12,9 @@ import skimage.data
 from ented.data.example_faces import astronaut_face
 from ented.data.synthetic_faces import generate_synthetic_faces
 from ented.dlib_identity import DlibFaceDescriptor, NoFaceError, landmarks_68
+from ented.image_io import to_network
 from ented.metrics.identity_metric import calculate_ented_identity_similarity
 from ented.restoration import ReferenceChecker
-from ented.restoration.images import to_network
 from ented.restoration.reference_check import DLIB_THRESHOLD
 
 SIZE = 256

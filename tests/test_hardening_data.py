@@ -12,9 +12,9 @@ import pytest
 from basicsr.data import build_dataset
 
 from ented.cli.prepare import main
-from ented.data.image_io import MAX_IMAGE_PIXELS_ENV, read_image_file
 from ented.data.layouts import read_ffhq_ref_csv, read_list_file, scan_identity_folders
 from ented.data.preparation import lq_name, pack_lmdb, prepare_split, prepare_test_set
+from ented.image_io import MAX_IMAGE_PIXELS_ENV, read_image_file
 
 SIZE = 32
 
@@ -279,7 +279,7 @@ def test_quiet_lmdb_packing_prints_nothing(face_root, tmp_path, capfd):
 
 
 def test_ented_restore_reads_photos_under_the_same_pixel_limit(tmp_path, monkeypatch):
-    from ented.restoration.images import ImageReadError, load_image
+    from ented.image_io import ImageReadError, load_image
 
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(png_header_only(12000, 12000))

@@ -18,8 +18,8 @@ from torchvision import models
 
 from ented.archs.arcface_arch import TINY_CONFIG, ENTEDArcFace
 from ented.identity import IdentityEncoder
+from ented.image_io import bgr_image_to_tensor
 from ented.metrics import fid_metric, identity_metric, lpips_metric
-from ented.metrics.image_convert import bgr_image_to_tensor
 
 
 @pytest.fixture(scope="module")

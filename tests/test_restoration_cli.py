@@ -48,7 +48,8 @@ def test_aligned_faces_with_references_matched_by_name(tmp_path, weights, capsys
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c.png", "comparisons"]
     for name in ("a.png", "b.png", "c.png"):
         assert np.asarray(Image.open(out / name)).shape == (32, 32, 3)
-        assert np.asarray(Image.open(out / "comparisons" / name)).shape == (32, 3 * 32 + 2 * 4, 3)
+        # input | reference | output under 14-pixel captions, 4-pixel gaps
+        assert np.asarray(Image.open(out / "comparisons" / name)).shape == (14 + 32, 3 * 32 + 2 * 4, 3)
     assert digest(inputs) == before  # inputs untouched
     assert not list(out.rglob("*.part")) and not list(out.rglob(".*"))  # no temporary files left
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ented.restoration.images import ImageReadError, from_network, load_image, save_image, to_network
+from ented.image_io import ImageReadError, from_network, load_image, save_image, to_network
 
 
 def test_loads_paths_pil_arrays_and_tensors(tmp_path):

@@ -5,8 +5,8 @@ import pytest
 from restoration_fixtures import face, tiny_net
 
 from ented.cli.restore import main
+from ented.image_io import to_network
 from ented.restoration import ENTEDRestorer
-from ented.restoration.images import to_network
 from ented.restoration.pretrained import save_pretrained
 
 pytest.importorskip("onnx")

@@ -14,8 +14,8 @@ from restoration_fixtures import face, tiny_net
 
 from ented.archs.arcface_arch import TINY_CONFIG, ENTEDArcFace
 from ented.identity import IdentityEncoder
+from ented.image_io import to_network
 from ented.restoration import ENTEDRestorer, ReferenceChecker, ReferenceMismatchError
-from ented.restoration.images import to_network
 from ented.restoration.reference_check import ARCFACE_THRESHOLD, DLIB_THRESHOLD, IdentityCheck
 
 

@@ -66,7 +66,7 @@ def write_comparison(net, data: dict, path: Path, count: int = 4) -> None:
     import torch
     from basicsr.data import build_dataset
 
-    from ented.atomic_io import atomic_imwrite
+    from ented.image_io import write_image_atomic
     from ented.reference_detail import bgr_image, triplet_options
     from ented.visualization import comparison_grid
 
@@ -79,7 +79,7 @@ def write_comparison(net, data: dict, path: Path, count: int = 4) -> None:
         images = [bgr_image(t) for t in (sample["lq"], sample["ref"], output, sample["gt"])]
         rows.append(comparison_grid(*images))
     grid = np.concatenate(rows, axis=0)
-    atomic_imwrite(cv2.resize(grid, None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST), path)
+    write_image_atomic(str(path), cv2.resize(grid, None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,8 +18,8 @@ import math
 import sys
 
 from ented.data import preparation
-from ented.data.image_io import DEFAULT_MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS_ENV
 from ented.data.synthetic_faces import RENDERERS, write_synthetic_identity_set
+from ented.image_io import DEFAULT_MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS_ENV
 
 
 def _integer(low: int, high: int | None = None, odd: bool = False):
@@ -212,7 +212,7 @@ def run(args) -> object:
         import cv2
 
         from ented.data.example_faces import astronaut_face
-        from ented.data.image_io import write_image_atomic
+        from ented.image_io import write_image_atomic
 
         write_image_atomic(args.path, cv2.cvtColor(astronaut_face(args.size), cv2.COLOR_RGB2BGR))
         return args.path

@@ -26,13 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ented.restoration.images import IMAGE_EXTENSIONS
+from ented.image_io import IMAGE_EXTENSIONS
 from ented.restoration.reference_check import DEFAULT_THRESHOLDS
 
 logger = logging.getLogger("ented.cli.restore")
 
 SUBCOMMANDS = ("restore", "convert", "export-onnx")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+COMPARE_LABELS = ("input", "reference", "output")
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -474,7 +475,7 @@ class _Runner:
         return cached
 
     def _references_for(self, job) -> list[np.ndarray] | None:
-        from ented.restoration.images import ImageReadError
+        from ented.image_io import ImageReadError
         from ented.restoration.restorer import NoFaceError
 
         try:
@@ -486,7 +487,7 @@ class _Runner:
     # -- aligned faces
 
     def _run_aligned(self, chunk) -> None:
-        from ented.restoration.images import ImageReadError
+        from ented.image_io import ImageReadError
         from ented.restoration.reference_check import ReferenceMismatchError
 
         ready = []
@@ -522,7 +523,7 @@ class _Runner:
     # -- whole photos
 
     def _run_photo(self, job) -> None:
-        from ented.restoration.images import ImageReadError, load_image
+        from ented.image_io import ImageReadError, load_image
         from ented.restoration.reference_check import ReferenceMismatchError
         from ented.restoration.restorer import NoFaceError
 
@@ -558,14 +559,15 @@ class _Runner:
         self.mismatch_warnings += sum(1 for check in checks if not check.same_person)
 
     def _write(self, job, image: np.ndarray, comparison: list) -> None:
-        from ented.restoration.images import save_image
+        from ented.image_io import save_image
+        from ented.visualization import side_by_side
 
         try:
             job.output.parent.mkdir(parents=True, exist_ok=True)
             save_image(image, job.output)
             if job.comparison is not None:
                 job.comparison.parent.mkdir(parents=True, exist_ok=True)
-                save_image(side_by_side(comparison), job.comparison)
+                save_image(side_by_side(comparison, COMPARE_LABELS, gap=4), job.comparison)
         except (OSError, ValueError) as err:
             self.skip(job, f"could not write {job.output}: {err}")
             return
@@ -589,24 +591,6 @@ class _Runner:
         if not self.restored or self.args.strict:
             return EXIT_FAILED
         return EXIT_OK
-
-
-def side_by_side(images: list[np.ndarray | None], gap: int = 4) -> np.ndarray:
-    """Places RGB images next to each other at a common height, on white, skipping None."""
-    from ented.restoration.images import resize
-
-    images = [image for image in images if image is not None]
-    height = max(image.shape[0] for image in images)
-    scaled = [
-        resize(image, (max(1, round(image.shape[1] * height / image.shape[0])), height)) for image in images
-    ]
-    width = sum(image.shape[1] for image in scaled) + gap * (len(scaled) - 1)
-    canvas = np.full((height, width, 3), 255, dtype=np.uint8)
-    x = 0
-    for image in scaled:
-        canvas[:, x : x + image.shape[1]] = image
-        x += image.shape[1] + gap
-    return canvas
 
 
 if __name__ == "__main__":

@@ -33,9 +33,10 @@ import os
 import re
 from dataclasses import dataclass
 
+from ented.image_io import is_image_file
+
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 LAYOUTS = ("identity_folders", "list", "ffhq_ref_csv")
 NONE_FIELD = "-"
 
@@ -72,10 +73,6 @@ def _split_refs(cell: str) -> list:
     cell = cell.strip().strip("[]")
     parts = re.split(r"[;|,]", cell)
     return [_with_extension(p.strip().strip("'\"").strip()) for p in parts if p.strip().strip("'\"").strip()]
-
-
-def is_image_file(name: str) -> bool:
-    return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
 def scan_identity_folders(root: str) -> list:

@@ -20,8 +20,8 @@ import numpy as np
 
 from ented.atomic_io import atomic_write_text
 from ented.data.degradation import DEGRADATION_DEFAULTS, FaceDegradation
-from ented.data.image_io import read_image_file, read_image_header, write_image_atomic
 from ented.data.layouts import read_list_file, scan_identity_folders
+from ented.image_io import read_image_file, read_image_header, write_image_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ def prepare_test_set(
         degradation: degradation options (keys of ``DEGRADATION_DEFAULTS``); defaults GFPGAN's.
         list_name: the list file's name (a plain file name).
         progress: show a tqdm progress bar.
-        max_pixels: largest gt image (width x height); default :func:`~ented.data.image_io.max_image_pixels`.
+        max_pixels: largest gt image (width x height); default :func:`~ented.image_io.max_image_pixels`.
 
     Returns:
         The list file's path.
@@ -377,7 +377,7 @@ def pack_lmdb(
         compress_level: PNG compression level inside the lmdb.
         progress: let BasicSR show its progress bar; its printed messages go to this module's
             logger (debug level) either way.
-        max_pixels: largest image (width x height); default :func:`~ented.data.image_io.max_image_pixels`.
+        max_pixels: largest image (width x height); default :func:`~ented.image_io.max_image_pixels`.
 
     Returns:
         ``lmdb_path``.

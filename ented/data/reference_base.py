@@ -30,10 +30,10 @@ import torch
 from basicsr.utils import FileClient
 from torch.utils import data as data
 
-from ented.data.image_io import decode_image, fit_to_size, to_tensor
 from ented.data.layouts import FaceRecord
 from ented.data.lmdb_reader import read_lmdb
 from ented.data.sidecars import sidecar_tensors
+from ented.image_io import decode_image, fit_to_size, to_tensor
 from ented.options import BASICSR_DATASET_KEYS, check_known_keys
 
 logger = logging.getLogger(__name__)

@@ -6,8 +6,9 @@ import os
 import numpy as np
 from basicsr.utils.registry import DATASET_REGISTRY
 
-from ented.data.layouts import FaceRecord, identity_pools, is_image_file, load_layout
+from ented.data.layouts import FaceRecord, identity_pools, load_layout
 from ented.data.reference_base import ReferenceDatasetBase
+from ented.image_io import is_image_file
 
 logger = logging.getLogger(__name__)
 

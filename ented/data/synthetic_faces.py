@@ -38,9 +38,9 @@ import cv2
 import numpy as np
 
 from ented.atomic_io import atomic_write_text
-from ented.data.image_io import write_image_atomic
 from ented.data.posed_faces import render_posed_face, sample_colours, sample_head_identity, sample_head_view
 from ented.data.sidecars import sidecar_path
+from ented.image_io import write_image_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -32,7 +32,6 @@ import logging
 import os
 import sys
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -41,12 +40,17 @@ from basicsr.archs import inception as basicsr_inception
 from basicsr.metrics.fid import calculate_fid
 from torch import nn
 
-from ented.hub_weights import UnsafeFileError, load_torch_file, load_weights_file, resolve_weights
-from ented.metrics.image_convert import bgr_image_to_tensor, default_device
+from ented.hub_weights import (
+    UnsafeFileError,
+    load_torch_file,
+    load_weights_file,
+    resolve_device,
+    resolve_weights,
+)
+from ented.image_io import IMAGE_EXTENSIONS, load_image, to_network
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 FID_WEIGHTS_NAME = os.path.basename(basicsr_inception.FID_WEIGHTS_URL)
 # ENTEDModel names its comparison grids ``<sample>_grid_<suffix>.png`` (``_visual_path``).
 COMPARISON_GRID_MARK = "_grid_"
@@ -114,14 +118,14 @@ def get_fid_inception(
         weights_path: ``pt_inception-2015-12-05-6726825d.pth`` path or ``hf://`` spec, or None
             to look in the usual places (see the module docstring).
         dims: Feature size: 2048 (standard), 768, 192 or 64.
-        device: Where the network lives; default CUDA when available.
+        device: Where the network lives; default CUDA, then MPS, then the CPU.
         allow_random_weights: Use a random (seeded) network when no weights are found, instead
             of raising.
 
     Raises:
         ValueError: No weights were found and random weights were not allowed.
     """
-    device = default_device(device)
+    device = resolve_device(device)
     path = resolve_weights(weights_path) if weights_path is not None else _find_local_weights()
     key = (path, dims, str(device))
     if key not in FID_INCEPTIONS:
@@ -212,7 +216,7 @@ def folder_statistics(
     Returns:
         ``(mu, sigma)``: (dims,) and (dims, dims) float64 arrays.
     """
-    device = default_device(device)
+    device = resolve_device(device)
     network = get_fid_inception(weights_path, dims, device, allow_random_weights)
     paths = list_images(folder)
     features = []
@@ -226,10 +230,7 @@ def folder_statistics(
 
 
 def _read_299(path: str, device) -> torch.Tensor:
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f"cannot read image {path}")
-    tensor = bgr_image_to_tensor(img, device)
+    tensor = to_network([load_image(path)], device)
     return F.interpolate(tensor, size=(299, 299), mode="bilinear", align_corners=False)
 
 
@@ -326,7 +327,7 @@ def calculate_ented_fid_folder(
         weights_path: Inception weights (see the module docstring); None = look locally.
         dims: Feature size: 2048 for a standard FID; smaller ones suit tiny folders.
         batch_size: Images per forward pass.
-        device: Where to run; default CUDA when available.
+        device: Where to run; default CUDA, then MPS, then the CPU.
         allow_random_weights: Without weights, use a random network instead of raising.
 
     Returns:

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from basicsr.utils.registry import METRIC_REGISTRY
 
-from ented.hub_weights import resolve_weights
+from ented.hub_weights import resolve_device, resolve_weights
 from ented.identity import FFHQ_ARCFACE_CROP, IdentityEncoder
-from ented.metrics.image_convert import bgr_image_to_tensor, default_device
+from ented.image_io import bgr_image_to_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def calculate_ented_identity_similarity(
         weights_path: ArcFace weights file or ``hf://`` spec; required unless ``allow_random_weights``.
         crop: ``(top, left, height, width)`` fractions fed to ArcFace (default: FFHQ-aligned).
         arch: ``ENTEDArcFace`` options; default: read from the weights file (iresnet50 if none).
-        device: Where to run; default CUDA when available.
+        device: Where to run; default CUDA, then MPS, then the CPU.
         allow_random_weights: Without ``weights_path``, use a random ArcFace instead of raising.
         backend: ``'arcface'`` or ``'dlib'`` (``1 - `` dlib descriptor distance; ``weights_path``,
             ``crop``, ``arch``, ``device`` and ``allow_random_weights`` are ArcFace's and must be unset).
@@ -93,7 +93,7 @@ def calculate_ented_identity_similarity(
         return dlib_similarity(img, other, against)
     if backend != "arcface":
         raise ValueError(f"identity similarity backend must be 'arcface' or 'dlib', got {backend!r}")
-    device = default_device(device)
+    device = resolve_device(device)
     encoder = get_identity_encoder(weights_path, crop, arch, device, allow_random_weights)
     with torch.no_grad():
         similarity = encoder.cosine_similarity(
@@ -128,7 +128,7 @@ def get_identity_encoder(
             ``allow_random_weights``).
         crop: See :class:`ented.identity.IdentityEncoder`.
         arch: ``ENTEDArcFace`` options, or None.
-        device: Where the encoder lives; default CUDA when available.
+        device: Where the encoder lives; default CUDA, then MPS, then the CPU.
         allow_random_weights: Without ``weights_path``, use a random ArcFace instead of raising.
 
     Raises:
@@ -140,7 +140,7 @@ def get_identity_encoder(
             f"{ARCFACE_SOURCE}; to score with a random ArcFace anyway (meaningless numbers, for "
             "plumbing tests only), set allow_random_weights: true"
         )
-    device = default_device(device)
+    device = resolve_device(device)
     path = None if weights_path is None else resolve_weights(weights_path)
     crop = None if crop is None else tuple(crop)
     arch = dict(arch or {})

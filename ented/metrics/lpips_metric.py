@@ -27,8 +27,8 @@ import torch
 from basicsr.utils.registry import METRIC_REGISTRY
 from torchvision import models
 
-from ented.hub_weights import load_weights_file, resolve_weights
-from ented.metrics.image_convert import bgr_image_to_tensor, default_device
+from ented.hub_weights import load_weights_file, resolve_device, resolve_weights
+from ented.image_io import bgr_image_to_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def calculate_ented_lpips(
             ``'squeeze'``.
         weights_path: Backbone weights file or ``hf://`` spec; see the module docstring.
         crop_border: Pixels dropped at each edge before comparing.
-        device: Where to run; default CUDA when available.
+        device: Where to run; default CUDA, then MPS, then the CPU.
         allow_random_weights: Without backbone weights, use a random backbone instead of raising.
         **kwargs: Other data BasicSR or the model pass (``ref``, ``better``, ...): ignored.
 
@@ -74,7 +74,7 @@ def calculate_ented_lpips(
     if crop_border:
         img = img[crop_border:-crop_border, crop_border:-crop_border]
         img2 = img2[crop_border:-crop_border, crop_border:-crop_border]
-    device = default_device(device)
+    device = resolve_device(device)
     network = get_lpips_network(net, weights_path, device, allow_random_weights)
     with torch.no_grad():
         distance = network(bgr_image_to_tensor(img, device), bgr_image_to_tensor(img2, device))
@@ -89,7 +89,7 @@ def get_lpips_network(
     Args:
         net: ``'alex'``, ``'vgg'`` or ``'squeeze'``.
         weights_path: Backbone weights file or ``hf://`` spec, or None (see the module docstring).
-        device: Where the network lives; default CUDA when available.
+        device: Where the network lives; default CUDA, then MPS, then the CPU.
         allow_random_weights: Without backbone weights, use a random backbone instead of raising.
 
     Raises:
@@ -97,7 +97,7 @@ def get_lpips_network(
     """
     if net not in _TORCHVISION_WEIGHTS:
         raise ValueError(f"LPIPS net must be one of {sorted(_TORCHVISION_WEIGHTS)}, got {net!r}")
-    device = default_device(device)
+    device = resolve_device(device)
     path = None if weights_path is None else resolve_weights(weights_path)
     key = (net, path, str(device))
     if key not in LPIPS_NETWORKS:

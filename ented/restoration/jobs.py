@@ -28,7 +28,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ented.restoration.images import IMAGE_EXTENSIONS
+from ented.image_io import is_image_file as _is_image_name
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class Job:
 
 
 def is_image_file(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+    return path.is_file() and _is_image_name(path)
 
 
 def _folder_images(folder: Path, recursive: bool) -> list[Path]:

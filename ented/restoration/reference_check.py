@@ -228,7 +228,7 @@ class ReferenceChecker:
 
     def _dlib_similarities(self, faces, references, face_names, reference_names):
         from ented.dlib_identity import NoFaceError
-        from ented.restoration.images import from_network
+        from ented.image_io import from_network
 
         batch, k = references.shape[:2]
         face_names = face_names or [f"face {i}" for i in range(batch)]

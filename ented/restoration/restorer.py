@@ -28,10 +28,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ented.restoration import pretrained
-from ented.restoration.face_alignment import align_face, landmarks_look_aligned, paste_faces
-from ented.restoration.face_detection import FaceDetection, FaceDetector, build_detector
-from ented.restoration.images import (
+from ented.hub_weights import resolve_device
+from ented.image_io import (
     ImageLike,
     describe,
     from_network,
@@ -39,6 +37,9 @@ from ented.restoration.images import (
     resize,
     to_network,
 )
+from ented.restoration import pretrained
+from ented.restoration.face_alignment import align_face, landmarks_look_aligned, paste_faces
+from ented.restoration.face_detection import FaceDetection, FaceDetector, build_detector
 from ented.restoration.reference_check import IdentityCheck, ReferenceChecker
 
 logger = logging.getLogger(__name__)
@@ -49,22 +50,6 @@ FACE_SELECTIONS = ("all", "largest")
 
 class NoFaceError(ValueError):
     """No face was found in a photo (or in a reference that needed aligning)."""
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` (or None) picks CUDA, then Apple MPS, then the CPU."""
-    if device is None or device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for, but torch sees no CUDA GPU")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device 'mps' was asked for, but it is not available")
-    return device
 
 
 @dataclass
