@@ -117,20 +117,53 @@ def load_weights_file(path: str | os.PathLike, nested_keys: tuple = ("params", "
     Returns:
         Name -> tensor, with a DataParallel ``'module.'`` prefix removed.
     """
+    return read_state_dict(path, nested_keys)[0]
+
+
+def read_state_dict(
+    path: str | os.PathLike,
+    nested_keys: tuple = ("params", "state_dict"),
+    what: str = "weights file",
+    require_key: bool = False,
+) -> tuple[dict, str]:
+    """The one state-dict reader: ``.safetensors`` or ``torch.save`` (as data only), on the CPU.
+
+    Args:
+        path: A local file.
+        nested_keys: Entries tried in order (BasicSR's ``params_ema`` / ``params``, Lightning's
+            ``state_dict``); the first that holds a dict is the state dict. Without any, the file
+            itself must be a state dict (name -> tensor).
+        what: What the file is, for messages (``"checkpoint"``, ``"RetinaFace weights"``).
+        require_key: Refuse a bare state dict: one of ``nested_keys`` must be there.
+
+    Returns:
+        ``(state_dict, key_used)``: name -> tensor, a DataParallel ``'module.'`` prefix removed;
+        ``key_used`` is ``"(bare state dict)"`` when the file is one.
+
+    Raises:
+        FileNotFoundError, UnreadableFileError: naming the file.
+        KeyError: none of ``nested_keys`` is there, and the file is no bare state dict (or
+            ``require_key``).
+        ValueError: the file holds no state dict.
+    """
+    import torch
+
     path = os.fspath(path)
-    if path.endswith(".safetensors"):
-        state_dict = load_safetensors_file(path)
-    else:
-        state_dict = load_torch_file(path, "weights file")
-    for key in nested_keys:
-        if isinstance(state_dict, dict) and isinstance(state_dict.get(key), dict):
-            state_dict = state_dict[key]
-            break
-    if not isinstance(state_dict, dict):
-        raise ValueError(f"weights file {path} holds a {type(state_dict).__name__}, not a state dict")
-    if state_dict and all(key.startswith("module.") for key in state_dict):
-        state_dict = {key[len("module.") :]: value for key, value in state_dict.items()}
-    return state_dict
+    data = load_safetensors_file(path) if path.endswith(".safetensors") else load_torch_file(path, what)
+    if not isinstance(data, dict):
+        verb = "hold" if what.endswith("s") else "holds"
+        raise ValueError(f"{what} {path} {verb} a {type(data).__name__}, not a state dict")
+    used = next((key for key in nested_keys if isinstance(data.get(key), dict)), None)
+    state = data[used] if used is not None else data
+    bare = all(isinstance(value, torch.Tensor) for value in state.values())
+    if used is None and nested_keys and (require_key or not bare):
+        raise KeyError(f"{what} {path} has no {nested_keys[0]!r} entry; it has {sorted(data)}")
+    if not bare:
+        entries = f"; its keys are {sorted(data)}" if used is None else f" in {used!r}"
+        raise ValueError(f"{what} {path} is not a state dict of tensors{entries}")
+    if state and all(key.startswith("module.") for key in state):
+        state = {key[len("module.") :]: value for key, value in state.items()}
+    return state, used or "(bare state dict)"
 
 
 class UnreadableFileError(ValueError):

@@ -207,3 +207,21 @@ def test_resolve_weights_hub_spec_from_offline_cache(tmp_path, monkeypatch):
         resolve_weights("hf://someone/arcface/other.pth", cache_dir=cache)
     with pytest.raises(ValueError, match="hf://owner/repo/filename"):
         resolve_weights("hf://only-owner/file.pth")
+
+
+def test_one_state_dict_reader_for_every_weights_file(tmp_path):
+    from ented.hub_weights import read_state_dict
+    from ented.restoration.pretrained import read_basicsr_state_dict
+
+    checkpoint = tmp_path / "net_g_1.pth"
+    torch.save({"params": {"module.w": torch.ones(1)}}, checkpoint)
+    assert read_basicsr_state_dict(checkpoint) == ({"w": torch.ones(1)}, "params")  # no EMA: params
+    state, used = read_state_dict(checkpoint, ("params_ema", "params"), "checkpoint")
+    assert used == "params" and list(state) == ["w"]
+    with pytest.raises(KeyError, match="checkpoint .* has no 'params_ema' entry"):
+        read_state_dict(checkpoint, ("params_ema",), "checkpoint", require_key=True)
+    bare = tmp_path / "bare.pth"
+    torch.save({"w": torch.zeros(2)}, bare)
+    assert read_state_dict(bare, ())[1] == "(bare state dict)"
+    with pytest.raises(ValueError, match="not a state dict of tensors"):
+        read_state_dict(checkpoint, ())

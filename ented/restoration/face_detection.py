@@ -188,14 +188,9 @@ def load_retinaface(path: str | os.PathLike, network: str, device: torch.device)
     """
     from facexlib.detection.retinaface import RetinaFace
 
-    from ented.hub_weights import load_torch_file
+    from ented.hub_weights import read_state_dict
 
-    state = load_torch_file(path, what="RetinaFace weights")
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(
-            f"RetinaFace weights {path} hold a {type(state).__name__}, not a state dict of tensors"
-        )
-    state = {key.removeprefix("module."): value for key, value in state.items()}
+    state, _ = read_state_dict(path, (), what="RetinaFace weights")
     model = RetinaFace(network_name=network, half=False, device=device)
     try:
         model.load_state_dict(state, strict=True)

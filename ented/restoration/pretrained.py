@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ented.hub_weights import is_hub_spec, load_torch_file, load_weights_file, parse_hub_spec, resolve_weights
+from ented.hub_weights import is_hub_spec, load_weights_file, parse_hub_spec, read_state_dict, resolve_weights
 
 logger = logging.getLogger(__name__)
 
@@ -255,7 +255,7 @@ def load_safetensors(
 def read_basicsr_state_dict(
     checkpoint: str | os.PathLike, param_key: str | None = "params_ema"
 ) -> tuple[dict[str, torch.Tensor], str]:
-    """Reads a BasicSR checkpoint's state dict, as data only (:func:`ented.hub_weights.load_torch_file`).
+    """Reads a BasicSR checkpoint's state dict, as data only (:func:`ented.hub_weights.read_state_dict`).
 
     Args:
         checkpoint: ``net_g_<iter>.pth``.
@@ -268,22 +268,15 @@ def read_basicsr_state_dict(
     """
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
-    data = load_torch_file(checkpoint, "checkpoint")
-    if not isinstance(data, dict):
-        raise ValueError(f"{checkpoint} does not hold a dict of weights")
-    bare = all(isinstance(value, torch.Tensor) for value in data.values())
-    if param_key is None or (bare and param_key == "params_ema"):
-        if not bare:
-            raise ValueError(f"{checkpoint} is not a bare state dict; its keys are {sorted(data)}")
-        state, used = data, "(bare state dict)"
-    elif param_key in data:
-        state, used = data[param_key], param_key
-    elif param_key == "params_ema" and "params" in data:
+    keys = (
+        () if param_key is None else ("params_ema", "params") if param_key == "params_ema" else (param_key,)
+    )
+    state, used = read_state_dict(
+        checkpoint, keys, "checkpoint", require_key=param_key not in (None, "params_ema")
+    )
+    if used == "params" and param_key == "params_ema":
         logger.info("%s has no 'params_ema'; using 'params'", checkpoint)
-        state, used = data["params"], "params"
-    else:
-        raise KeyError(f"{checkpoint} has no {param_key!r} entry; it has {sorted(data)}")
-    return {key.removeprefix("module."): value for key, value in state.items()}, used
+    return state, used
 
 
 def network_config_from_option(option_file: str | os.PathLike, network_key: str = "network_g") -> dict:
