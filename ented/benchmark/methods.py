@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ented.hub_weights import is_hub_spec, load_weights_file
+from ented.hub_weights import is_hub_spec, read_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -216,13 +216,13 @@ def build_gfpgan(weights: str, size: int) -> torch.nn.Module:
         narrow=1,
         sft_half=True,
     )
-    state = load_weights_file(weights, nested_keys=("params_ema", "params"))
+    state, used = read_state_dict(weights, nested_keys=("params_ema", "params"), what="GFPGAN weights")
     hint = (
         ""
         if size == 512
         else f" (GFPGAN's released weights are for 512 px faces; this test set is {size} px)"
     )
-    load_weights(net, state, f"GFPGAN weights {weights}{hint}")
+    load_weights(net, state, f"GFPGAN weights {weights} ({used}){hint}")
     return _GFPGANImage(net)
 
 

@@ -437,13 +437,14 @@ def run_method(runner, name: str, folder: str, dataset, args, device) -> dict:
     from ented.reference_detail import bgr_image
 
     seconds = 0.0
-    total = -(-len(dataset) // args.batch_size)
-    for indices, lq, refs in _progress(batches(dataset, args.batch_size), not args.no_progress, total, name):
-        start = time.perf_counter()
-        out = runner.restore(lq, refs)
-        seconds += time.perf_counter() - start
-        for index, image in zip(indices, out):
-            atomic_imwrite(bgr_image(image), output_path(folder, index))
+    with _progress(None, not args.no_progress, len(dataset), name) as progress:
+        for indices, lq, refs in batches(dataset, args.batch_size):
+            start = time.perf_counter()
+            out = runner.restore(lq, refs)
+            seconds += time.perf_counter() - start
+            for index, image in zip(indices, out):
+                atomic_imwrite(bgr_image(image), output_path(folder, index))
+            progress.update(len(indices))
     record = {"count": len(dataset), "seconds_per_image": seconds / len(dataset), "device": str(device)}
     _write_json(os.path.join(folder, "run.json"), record)  # written last: marks the run finished
     return record
@@ -523,13 +524,16 @@ def run(args) -> int:
     """Runs the benchmark of ``args`` (see :func:`add_arguments`); returns the exit status."""
     from ented.benchmark import report
     from ented.benchmark.methods import build_runner, method_key, missing_weights, parse_methods
+    from ented.hub_weights import resolve_device
 
     if args.layout != "identity_folders" and not args.meta_info:
         logger.error("--layout %s needs --list", args.layout)
         return 2
-    import torch
-
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        device = resolve_device(args.device)
+    except ValueError as error:
+        logger.error("%s", error)
+        return 2
     try:
         specs = order_methods(
             parse_methods(
