@@ -160,6 +160,16 @@ def test_rerun_runs_only_the_new_method(first_run, bench):
     assert _rows(results)["ENTED a"]["values"] == before
 
 
+def test_fid_column_on_cached_outputs(first_run, bench):
+    argv = _argv(bench, first_run["out"], "bicubic")
+    argv += ["--metrics", "psnr", "fid", "--fid-reference", bench["faces"], "--fid-dims", "64"]
+    assert cli.main(argv) == 0
+    results = json.loads((first_run["out"] / "quality.json").read_text(encoding="utf-8"))
+    assert [m["label"] for m in results["metrics"]] == ["PSNR", "FID (random weights)"]
+    row = results["methods"][0]
+    assert row["cached"] and math.isfinite(row["metrics"]["fid"]["mean"])
+
+
 def test_cache_key_follows_weight_bytes_and_data(tmp_path):
     weights = tmp_path / "w.pth"
     weights.write_bytes(b"one")
@@ -213,6 +223,34 @@ def test_known_offset_gives_known_psnr():
     images = {"gt": gt, "face_mask": np.ones((SIZE, SIZE), bool)}
     assert scorer.score(metrics["psnr"], 0, output, images) == pytest.approx(expected)
     assert scorer.score(metrics["face_psnr"], 0, output, images) == pytest.approx(expected)
+
+
+def test_identity_of_identical_faces_is_one():
+    face = np.random.default_rng(2).integers(0, 256, (112, 112, 3), dtype=np.uint8)
+    args = argparse.Namespace(arcface_weights=None)
+    metric = quality.Metric("identity", "higher", random_weights=True)
+    scorer = quality.Scorer(args, [metric], torch.device("cpu"))
+    assert scorer.score(metric, 0, face, {"gt": face.copy()}) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_landmark_distance_known_shift(monkeypatch):
+    gt_points = np.array([[20.0, 20], [40, 20], [30, 30], [22, 40], [38, 40]])  # eyes 20 px apart
+    scorer, _ = _scorer([])
+    found = iter([gt_points, gt_points + [3.0, 4.0], None])  # gt, a 5 px shift, then no face
+    monkeypatch.setattr(scorer, "_landmarks", lambda image: next(found))
+    image = np.zeros((SIZE, SIZE, 3), np.uint8)
+    assert scorer.landmark_distance(0, image, image) == pytest.approx(5 / 20)
+    assert math.isnan(scorer.landmark_distance(0, image, image))  # gt landmarks cached, none in the output
+
+
+def test_metrics_refuse_what_they_cannot_score():
+    args = argparse.Namespace(size=64, fid_reference=None, allow_random_weights=True)
+    with pytest.raises(quality.MetricRefused, match="96"):
+        quality.prepare_metrics(args, ["niqe"], torch.device("cpu"), has_sidecars=False)
+    with pytest.raises(quality.MetricRefused, match="fid-reference"):
+        quality.prepare_metrics(args, ["fid"], torch.device("cpu"), has_sidecars=False)
+    with pytest.raises(quality.MetricRefused, match="sidecar"):
+        quality.prepare_metrics(args, ["face_psnr"], torch.device("cpu"), has_sidecars=False)
 
 
 def test_summary_leaves_out_nan():
