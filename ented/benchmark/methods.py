@@ -177,7 +177,8 @@ class NetworkRunner:
     def restore(self, lq: torch.Tensor, refs: torch.Tensor | None = None) -> torch.Tensor:
         lq = lq.to(self.device)
         refs = None if refs is None or not self.uses_reference else refs.to(self.device)
-        with torch.random.fork_rng(devices=[]):  # GFPGAN draws noise: the same on every run
+        devices = [self.device] if torch.device(self.device).type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # GFPGAN draws noise: the same on every run
             torch.manual_seed(self.seed + self.batches)
             self.batches += 1
             out = self.net(lq, refs) if self.uses_reference else self.net(lq)

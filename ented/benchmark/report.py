@@ -54,7 +54,8 @@ def markdown_table(results: dict) -> str:
     for row in results["methods"]:
         if row["status"] != "ok":
             lines.append(f"| {row['name']} ({row['status']}) |" + " – |" * (len(header) - 1))
-            notes.append(f"- {row['name']}: not run, {row['message']}.")
+            message = " ".join(row["message"].split())  # a checkpoint mismatch spans lines
+            notes.append(f"- {row['name']}: not run, {message}.")
             continue
         cells = [row["name"]]
         for metric in metrics:
