@@ -80,6 +80,7 @@ setup(
             "ented-demo=ented.cli.demo:main",
             "ented-prepare=ented.cli.prepare:main",
             "ented-restore=ented.cli.restore:main",
+            "ented-benchmark=ented.cli.benchmark:main",
         ]
     },
     classifiers=[
