@@ -58,10 +58,12 @@ def test_threshold_logic_and_messages(encoder, caplog):
     assert "ArcFace cosine" in caplog.text  # the message names the backend
 
     refusing = ReferenceChecker(encoder=encoder, threshold=threshold, on_mismatch="refuse")
-    with pytest.raises(ReferenceMismatchError, match="stripes.png") as err:
-        refusing.check(lq, refs, ["a.png", "b.png"], [["a_ref.png"], ["stripes.png"]])
-    assert [c.face for c in err.value.checks] == ["b.png"]
-    assert "ArcFace cosine" in str(err.value)
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # marks the refused face; never raises in the middle of a batch
+        checks = refusing.check(lq, refs, ["a.png", "b.png"], [["a_ref.png"], ["stripes.png"]])
+    assert [c.refused for c in checks] == [False, True]
+    assert "refused: b.png: reference may show a different person: stripes.png" in caplog.text
+    assert "ArcFace cosine" in str(ReferenceMismatchError([checks[1]]))
 
 
 def test_identity_check_object():
@@ -84,9 +86,12 @@ def test_restorer_runs_the_check_before_restoring(encoder, caplog):
     assert [c.same_person for c in result.checks] == [True, False]
     assert len(result.faces) == 2 and "other: reference may show a different person" in caplog.text
 
-    checker.on_mismatch = "refuse"
-    with pytest.raises(ReferenceMismatchError, match="other"):
-        restorer.restore_aligned([face(1), face(1)], [[face(1)], [stripes()]], ["same", "other"])
+    checker.on_mismatch = "refuse"  # the refused face is left out, the rest of the batch restored
+    result = restorer.restore_aligned([face(1), face(1)], [[face(1)], [stripes()]], ["same", "other"])
+    assert result.faces[0].shape == (32, 32, 3) and result.faces[1] is None
+    assert [check.face for check in result.refused] == ["other"]
+    with pytest.raises(ReferenceMismatchError, match="face 1"):  # restore() gives back images: it raises
+        restorer.restore([face(1), face(1)], [face(1), stripes()])
 
 
 def test_backend_choice_never_falls_back_to_random_weights(encoder):

@@ -79,10 +79,12 @@ def test_output_kind_follows_the_input(restorer, tmp_path):
 
 def test_sizes_grayscale_and_rgba(restorer, caplog):
     lq, ref = face(1), face(2)
-    with caplog.at_level("INFO"):
+    restorer.resized.clear()
+    with caplog.at_level("DEBUG", logger="ented.restoration.restorer"):
         out = restorer.restore(lq, face(2, size=48))
     assert out.shape == (32, 32, 3)
     assert "reference 0: reference is 48x48; resized to 32x32" in caplog.text
+    assert restorer.resized == ["reference 0"]  # listed for one summary line, not a line per file
     assert restorer.restore(face(1, size=64), ref).shape == (32, 32, 3)
     gray = restorer.restore(lq[:, :, 0], ref)
     rgba = restorer.restore(np.dstack([lq, np.full((32, 32), 255, np.uint8)]), ref)

@@ -28,13 +28,8 @@ from ented.restoration.reference_check import (
     ReferenceChecker,
     ReferenceMismatchError,
 )
-from ented.restoration.restorer import (
-    AlignedResult,
-    ENTEDRestorer,
-    NoFaceError,
-    PhotoResult,
-    RestoredFace,
-)
+from ented.restoration.restorer import ENTEDRestorer
+from ented.restoration.results import AlignedResult, NoFaceError, PhotoResult, RestoredFace
 
 __all__ = [
     "AlignedResult",

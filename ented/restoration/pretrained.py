@@ -36,6 +36,8 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 DEFAULT_CLASS_NAME = "ENTED"
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
+# the keyword arguments of from_pretrained that say where and how to fetch
+HUB_ARGUMENTS = ("revision", "cache_dir", "subfolder", "token", "local_files_only", "force_download")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 
@@ -443,3 +445,39 @@ def _load_hub_file(spec: str, config, param_key: str | None, cache_dir) -> nn.Mo
     return load_safetensors(
         local, read_config(resolve_weights(config_spec, cache_dir=cache_dir)), config_spec
     )
+
+
+class RestorerWeights:
+    """The weights half of ``ENTEDRestorer``: building one from saved weights, and saving its network.
+
+    The class methods take the constructor's arguments (device, precision, ...) as keywords.
+    """
+
+    net: nn.Module
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any):
+        """A pretrained folder, ``.safetensors`` file or Hub repo (:func:`from_pretrained`; its
+        ``HUB_ARGUMENTS`` go there, the other ``kwargs`` to the constructor)."""
+        hub = {key: kwargs.pop(key) for key in HUB_ARGUMENTS if key in kwargs}
+        return cls(from_pretrained(name_or_path, **hub), **kwargs)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint, config=None, param_key: str | None = "params_ema", **kwargs: Any):
+        """A BasicSR checkpoint (``net_g_<iter>.pth``); see :func:`load_basicsr_checkpoint`."""
+        return cls(load_basicsr_checkpoint(checkpoint, config, param_key), **kwargs)
+
+    @classmethod
+    def load(cls, weights, config=None, param_key: str | None = "params_ema", **kwargs: Any):
+        """Whatever ``weights`` is (:func:`load_network`; ``revision``, ``cache_dir``, ``local_files_only``
+        go there, the other ``kwargs`` to the constructor)."""
+        hub = {key: kwargs.pop(key) for key in ("revision", "cache_dir", "local_files_only") if key in kwargs}
+        return cls(load_network(weights, config, param_key, **hub), **kwargs)
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
+        """Writes ``config.json`` + ``model.safetensors``; :meth:`from_pretrained` loads them back."""
+        return save_pretrained(self.net, save_directory)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any):
+        """Uploads the network to a Hub model repo; see :func:`push_to_hub`."""
+        return push_to_hub(self.net, repo_id, **kwargs)

@@ -46,7 +46,8 @@ BACKEND_LABELS = {
 
 
 class ReferenceMismatchError(ValueError):
-    """A reference looks like a different person and the checker was told to refuse."""
+    """A reference looks like a different person and the checker was told to refuse
+    (raised by ``ENTEDRestorer.restore``, which gives back images, after its whole batch)."""
 
     def __init__(self, checks: list[IdentityCheck]):
         self.checks = checks
@@ -65,6 +66,8 @@ class IdentityCheck:
         face: Name of the face (file name, or ``face <i>``) for messages.
         references: Names of the references.
         errors: Why a face could not be compared (no face found in the input or a reference).
+        refused: The checker refuses mismatches (``on_mismatch="refuse"``) and this is one: the face
+            is not restored.
     """
 
     similarities: list[float]
@@ -73,6 +76,7 @@ class IdentityCheck:
     face: str = "face"
     references: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    refused: bool = False
 
     @property
     def mismatched(self) -> list[int]:
@@ -257,7 +261,7 @@ class ReferenceChecker:
         face_names: list[str] | None = None,
         reference_names: list[list[str]] | None = None,
     ) -> list[IdentityCheck]:
-        """Checks a batch; warns or raises according to ``on_mismatch``.
+        """Checks a batch; logs each mismatch, marking it ``refused`` when ``on_mismatch="refuse"``.
 
         Args:
             faces, references: See :meth:`similarities`.
@@ -265,11 +269,8 @@ class ReferenceChecker:
             reference_names: For messages, one list per face.
 
         Returns:
-            One :class:`IdentityCheck` per face (empty when the checker is off).
-
-        Raises:
-            ReferenceMismatchError: ``on_mismatch="refuse"`` and some reference is below the
-                threshold or shows no face.
+            One :class:`IdentityCheck` per face (empty when the checker is off). Nothing is raised:
+            the caller leaves refused faces out and reports them.
         """
         if not self.enabled:
             return []
@@ -282,6 +283,7 @@ class ReferenceChecker:
                 face=face_names[i] if face_names else f"face {i}",
                 references=list(reference_names[i]) if reference_names else [],
                 errors=errors[i],
+                refused=self.on_mismatch == "refuse" and not all(s >= self.threshold for s in row.tolist()),
             )
             for i, row in enumerate(sims)
         ]
@@ -289,14 +291,9 @@ class ReferenceChecker:
         return checks
 
     def act(self, checks: list[IdentityCheck]) -> None:
-        """Logs each check; warns for mismatches, or raises when refusing."""
-        bad = [check for check in checks if not check.same_person]
+        """Logs each check: a debug line when it passes, a warning for a mismatch (refused or not)."""
         for check in checks:
             if check.same_person:
                 logger.debug(check.message())
-        if not bad:
-            return
-        if self.on_mismatch == "refuse":
-            raise ReferenceMismatchError(bad)
-        for check in bad:
-            logger.warning(check.message())
+            else:
+                logger.warning(("refused: " if check.refused else "") + check.message())
