@@ -30,7 +30,7 @@ too many pixels         ``ValueError``: "... is WxH (N pixels), above the limit 
 grayscale (1 channel)   replicated to 3 channels
 RGBA / gray + alpha     composited over white, alpha dropped (logged once per file)
 16-bit                  scaled to [0, 1] by 65535
-not ``size x size``     centre-cropped to a square and resized (logged once per file),
+not ``size x size``     centre-cropped to a square and resized (one warning per dataset root),
                         or ``ValueError`` with ``size_mismatch='error'``
 ======================  ==============================================================
 """
@@ -207,7 +207,8 @@ def to_bgr_float(img: np.ndarray, name: str) -> np.ndarray:
 
 def fit_to_size(img: np.ndarray, size: int, name: str, size_mismatch: str = "resize") -> np.ndarray:
     """Returns ``img`` as (size, size, C): unchanged if it already is, else centre-cropped to a
-    square and resized (area interpolation when shrinking, cubic when enlarging), with a warning.
+    square and resized (area interpolation when shrinking, cubic when enlarging), with one warning
+    for the first such image under a dataset root and a debug line for the others.
 
     Raises:
         ValueError: with ``size_mismatch='error'`` when the size differs.
@@ -219,7 +220,14 @@ def fit_to_size(img: np.ndarray, size: int, name: str, size_mismatch: str = "res
         raise ValueError(f"image {name} is {h}x{w}; expected {size}x{size}")
     if size_mismatch != "resize":
         raise ValueError(f"size_mismatch must be 'resize' or 'error', got {size_mismatch!r}")
-    _warn_once(f"size:{name}", f"image {name} is {h}x{w}; resizing to {size}x{size}")
+    root = os.path.dirname(os.path.dirname(name)) or "."  # the dataset root above identity folders
+    if f"size:{root}:{size}" in _warned:
+        logger.debug("image %s is %dx%d; resizing to %dx%d", name, h, w, size, size)
+    _warn_once(
+        f"size:{root}:{size}",
+        f"image {name} is {h}x{w}; resizing to {size}x{size} (other images under {root} that are not "
+        f"{size}x{size} are resized too, without a line each)",
+    )
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
     img = img[top : top + side, left : left + side]

@@ -17,7 +17,10 @@ All replace module attributes that BasicSR looks up at call time; :func:`apply` 
 ``ented-train`` / ``ented-test`` call it; call it yourself before ``basicsr.train.train_pipeline``
 when you use BasicSR's runner directly (see the README).
 :func:`log_into_basicsr_logger` is for our entry points' own processes: it sends ``ented``'s log
-records to BasicSR's logger, so dataset and metric messages reach the run's log file too.
+records to BasicSR's logger, so dataset and metric messages reach the run's log file too; :func:`apply`
+does the same for BasicSR's runner used directly, once that runner has set its logger up. Either way
+a record goes through at the level BasicSR's logger allows, so ranks > 0 under ``torchrun`` (ERROR)
+do not repeat rank 0's lines.
 """
 
 import logging
@@ -192,6 +195,7 @@ def apply() -> None:
     import basicsr.train
     import basicsr.utils.dist_util
 
+    show_in_basicsr_runs()
     basicsr.train.load_resume_state = load_resume_state
     basicsr.train.parse_options = parse_options
     basicsr.test.parse_options = parse_options
@@ -199,10 +203,42 @@ def apply() -> None:
 
 
 class ForwardToBasicsrLogger(logging.Handler):
-    """Hands a record to BasicSR's ``basicsr`` logger (its console and, in a run, its log file)."""
+    """Hands a record to BasicSR's ``basicsr`` logger (its console and, in a run, its log file), at
+    the level that logger lets through: BasicSR sets ``ERROR`` on ranks > 0 under ``torchrun``, so
+    those ranks stay quiet instead of repeating rank 0's lines.
+
+    Args:
+        once_set_up: Forward only once a runner has given BasicSR's logger its handlers (for
+            ``import ented`` + BasicSR's runner, where ``ented``'s records also reach the root logger).
+    """
+
+    def __init__(self, once_set_up: bool = False):
+        super().__init__()
+        self.once_set_up = once_set_up
 
     def emit(self, record: logging.LogRecord) -> None:
-        logging.getLogger("basicsr").handle(record)
+        basicsr_logger = logging.getLogger("basicsr")
+        if self.once_set_up and not basicsr_logger.handlers:
+            return
+        if basicsr_logger.isEnabledFor(record.levelno):
+            basicsr_logger.handle(record)
+
+
+def _forwarder(ented_logger: logging.Logger) -> ForwardToBasicsrLogger | None:
+    return next((h for h in ented_logger.handlers if isinstance(h, ForwardToBasicsrLogger)), None)
+
+
+def show_in_basicsr_runs() -> None:
+    """Lets ``ented``'s INFO messages reach BasicSR's console and log file once a runner sets them up.
+
+    Called by :func:`apply`, for BasicSR's runner used directly. ``ented``'s records keep reaching
+    the root logger as before; without a BasicSR runner nothing changes.
+    """
+    ented_logger = logging.getLogger("ented")
+    if _forwarder(ented_logger) is None:
+        ented_logger.addHandler(ForwardToBasicsrLogger(once_set_up=True))
+    if ented_logger.level == logging.NOTSET:
+        ented_logger.setLevel(logging.INFO)
 
 
 def log_into_basicsr_logger() -> None:
@@ -212,7 +248,10 @@ def log_into_basicsr_logger() -> None:
     user keeps Python's default routing.
     """
     ented_logger = logging.getLogger("ented")
-    if not any(isinstance(h, ForwardToBasicsrLogger) for h in ented_logger.handlers):
+    forwarder = _forwarder(ented_logger)
+    if forwarder is None:
         ented_logger.addHandler(ForwardToBasicsrLogger())
+    else:
+        forwarder.once_set_up = False
     ented_logger.setLevel(logging.INFO)
     ented_logger.propagate = False
