@@ -157,3 +157,13 @@ def test_autocast_and_compile_path_on_cpu():
     net = build_ented(64, tiny=True).eval()
     result = throughput(net, 64, 1, "bf16", torch.device("cpu"), "eager", repeats=1, warmup=1)
     assert result["images_per_s"] > 0 and result["compile_s"] > 0 and result["peak_memory_gib"] is None
+
+
+def test_budget_skips_compiled_runs_and_records_why():
+    args = parse(["--dry-run", "--device", "cuda", "--dtypes", "bf16", "--compile", "on"])
+    settings = speed._settings(args)
+    recorder = speed.Recorder(None, {})
+    nets = {"ENTED-64": torch.nn.Identity()}  # never called: the budget is spent
+    speed._throughput_runs(nets, {"ENTED-64": 1.0}, 1.0, settings, ["eager"], recorder, speed.Budget(0.0))
+    (record,) = recorder.records
+    assert record["record"] == "skipped" and record["reason"].startswith("time budget")
