@@ -63,3 +63,10 @@ def test_imports_beside_gfpgan_and_realesrgan_in_any_order(order):
     )
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) > 0
+
+
+def test_import_ented_leaves_optional_heavy_packages_alone():
+    heavy = ("lpips", "facexlib", "gfpgan", "onnx", "onnxruntime", "dlib", "matplotlib")
+    result = run_python(f"import ented, sys; print([m for m in {heavy!r} if m in sys.modules])")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"  # each is imported by the function that needs it

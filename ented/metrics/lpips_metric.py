@@ -18,17 +18,22 @@ Caching. Networks live in the module-level ``LPIPS_NETWORKS`` dict keyed by
 are scored. ``LPIPS_NETWORKS.clear()`` frees them.
 """
 
+from __future__ import annotations
+
 import logging
 import os
 import warnings
+from typing import TYPE_CHECKING
 
-import lpips
 import torch
 from basicsr.utils.registry import METRIC_REGISTRY
 from torchvision import models
 
 from ented.hub_weights import load_weights_file, resolve_device, resolve_weights
 from ented.image_io import bgr_image_to_tensor
+
+if TYPE_CHECKING:
+    import lpips
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +118,8 @@ def get_lpips_network(
 
 
 def _build(net: str, path: str | None) -> lpips.LPIPS:
+    import lpips  # imported when a network is first built, not on ``import ented``
+
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message=".*(pretrained|weight enum).*", category=UserWarning
