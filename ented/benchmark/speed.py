@@ -313,7 +313,7 @@ def measure(settings: dict, args, recorder: Recorder, budget: Budget) -> None:
     else:
         recorder.add(
             "skipped",
-            network="CodeFormer-512",
+            network=f"CodeFormer-{size}",
             measurement="all",
             reason="no --codeformer-repo: CodeFormer bundles its own basicsr and is timed only from a clone, "
             "in a child process",

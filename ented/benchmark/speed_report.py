@@ -64,6 +64,12 @@ def _number(value, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _short_commit(commit: str | None) -> str:
+    if commit is None:
+        return "unknown"
+    return commit[:10] + ("+dirty" if commit.endswith("+dirty") else "")
+
+
 def _markdown(header: list[str], rows: list[list[str]], numeric_from: int = 1) -> str:
     align = ["---" if i < numeric_from else "---:" for i in range(len(header))]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
@@ -77,7 +83,7 @@ def tables(records: list[dict]) -> str:
     env = records[0]["env"] if records else {}
     parts.append(
         f"torch {env.get('torch')}, {env.get('device_name')}, {env.get('threads')} CPU threads, "
-        f"commit {str(env.get('commit'))[:10]}, {records[0].get('time') if records else '-'}"
+        f"commit {_short_commit(env.get('commit'))}, {records[0].get('time') if records else '-'}"
         + (" (dry run: tiny networks)" if env.get("dry_run") else "")
     )
     latency = {r["network"]: r for r in _of(records, "cpu_latency")}
