@@ -218,10 +218,15 @@ class ForwardToBasicsrLogger(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         basicsr_logger = logging.getLogger("basicsr")
-        if self.once_set_up and not basicsr_logger.handlers:
+        if not basicsr_logger.isEnabledFor(record.levelno):
             return
-        if basicsr_logger.isEnabledFor(record.levelno):
+        if not self.once_set_up:
             basicsr_logger.handle(record)
+            return
+        on_root = logging.getLogger().handlers  # the record reaches those through ented's propagation
+        for handler in basicsr_logger.handlers:  # BasicSR's own handlers only, not its parents'
+            if handler not in on_root and record.levelno >= handler.level:
+                handler.handle(record)
 
 
 def _forwarder(ented_logger: logging.Logger) -> ForwardToBasicsrLogger | None:
