@@ -254,9 +254,9 @@ def log_into_basicsr_logger() -> None:
     """
     ented_logger = logging.getLogger("ented")
     forwarder = _forwarder(ented_logger)
-    if forwarder is None:
+    if forwarder is None or forwarder.once_set_up:
+        if forwarder is not None:
+            ented_logger.removeHandler(forwarder)
         ented_logger.addHandler(ForwardToBasicsrLogger())
-    else:
-        forwarder.once_set_up = False
     ented_logger.setLevel(logging.INFO)
     ented_logger.propagate = False

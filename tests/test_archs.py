@@ -426,28 +426,3 @@ def test_reference_attention_is_local(seeded):
         before, after = attention(x, ref, ref)[0], attention(x, far, far)[0]
     torch.testing.assert_close(after[..., :8, :8], before[..., :8, :8])
     assert (after[..., 24:, 24:] - before[..., 24:, 24:]).abs().max() > 1e-3
-
-
-def test_like_for_like_match_finds_a_displaced_match_untrained(seeded):
-    from ented.archs.reference_attention import DenseReferenceAttention
-
-    # queries and keys share one projection and are compared by cosine: a reference that is the
-    # query map displaced by (2, 1) positions is read at the displaced place before any training
-    attention = DenseReferenceAttention(
-        8, 8, 32, dim=16, window=4, num_frequencies=1, sigma=10.0, match="degraded_reference"
-    )
-    features = torch.randn(1, 32, 16, 16)
-    displaced = torch.roll(features, shifts=(2, 1), dims=(-2, -1))
-    with torch.no_grad():
-        _, maps = attention(
-            torch.randn(1, 8, 16, 16), torch.randn(1, 1, 8, 16, 16), displaced[:, None], features, True
-        )
-    # block 0 (top-left 8x8) reads a 16x16 window starting at (-4, -4)
-    best = maps[0, 0].argmax(-1)
-    rows, cols = best // 16 - 4, best % 16 - 4
-    query_rows, query_cols = torch.arange(64) // 8, torch.arange(64) % 8
-    assert ((rows == query_rows + 2) & (cols == query_cols + 1)).float().mean() > 0.9
-    with pytest.raises(ValueError, match="queries"):
-        attention(torch.randn(1, 8, 16, 16), torch.randn(1, 1, 8, 16, 16), displaced[:, None])
-    with pytest.raises(ValueError, match="match must be"):
-        DenseReferenceAttention(8, 8, 32, match="pixels")

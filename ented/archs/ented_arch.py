@@ -50,22 +50,6 @@ def key_scales(res: int) -> list[int]:
     return [s for s in (res, res // 2, res // 4) if s >= LATENT_SIZE]
 
 
-def multiscale(features: dict[int, torch.Tensor], res: int) -> torch.Tensor:
-    """The maps of :func:`key_scales` ``(res)``, upsampled to ``res`` and stacked: (N, sum C, res, res)."""
-    maps = [features[res]] + [
-        F.interpolate(features[s], size=res, mode="bilinear", align_corners=False)
-        for s in key_scales(res)[1:]
-    ]
-    return torch.cat(maps, 1)
-
-
-def blur_reference(refs: torch.Tensor, factor: int = 4) -> torch.Tensor:
-    """(N, 3, S, S) -> the same images down- (area) and up-sampled (bilinear) by ``factor``: the
-    reference as a degraded input would show it, for the like-for-like match."""
-    small = F.interpolate(refs, scale_factor=1 / factor, mode="area")
-    return F.interpolate(small, size=refs.shape[-2:], mode="bilinear", align_corners=False)
-
-
 def check_out_size(out_size: int, low: int = 32, high: int = 1024) -> None:
     if not isinstance(out_size, int) or out_size < low or out_size > high or out_size & (out_size - 1):
         raise ValueError(f"out_size must be a power of two between {low} and {high}, got {out_size!r}")
@@ -239,10 +223,6 @@ class ENTED(
             scale [default: 4: each 8x8 block reads a 16x16 reference window].
         reference_attention_sigma: Initial width (positions) of the reference attention's learned
             Gaussian prior on the displacement between a position and what it reads [default: 1].
-        reference_attention_match: How the reference attention finds a position's match:
-            ``"decoder"`` (the decoder's activations against ``E_ref``'s features) [default] or
-            ``"degraded_reference"`` (``E_lq``'s features of ``lq`` against ``E_lq``'s features of
-            the reference blurred by a 4x down- and up-sampling, like for like, as TTSR does).
 
     ``ref=None`` uses ``lq`` itself as the reference ("self reference"): the network still runs,
     but its textures then come from the degraded image. A reference of another person supplies
@@ -283,7 +263,6 @@ class ENTED(
         reference_attention_heads: int = 1,
         reference_attention_window: int = 4,
         reference_attention_sigma: float = 1.0,
-        reference_attention_match: str = "decoder",
     ):
         super().__init__()
         check_out_size(out_size)
@@ -346,7 +325,6 @@ class ENTED(
                     reference_attention_heads,
                     reference_attention_window,
                     sigma=reference_attention_sigma,
-                    match=reference_attention_match,
                 )
                 for r in sorted(self.config["reference_attention"])
             }
@@ -484,9 +462,6 @@ class ENTED(
         lq_feats = self.lq_encoder(lq.contiguous(memory_format=self.memory_format))
         z = lq_feats[-1]
         lq_by_res = {f.shape[-1]: f for f in lq_feats}
-        blurred_ref_by_res = {}
-        if self.config["reference_attention"] and self.config["reference_attention_match"] != "decoder":
-            blurred_ref_by_res = {f.shape[-1]: f for f in self.lq_encoder(blur_reference(refs))}
         aux = {}
         z_dec = z
         if self.quantizer is not None:
@@ -510,16 +485,14 @@ class ENTED(
                 if j == 0 and str(res) in self.lq_skips:
                     x = x + self.lq_skips[str(res)](lq_by_res[res])
                 if j == 0 and str(res) in self.reference_attention:
-                    queries = None
-                    if blurred_ref_by_res:
-                        keys, queries = multiscale(blurred_ref_by_res, res), multiscale(lq_by_res, res)
-                    else:
-                        keys = multiscale(ref_by_res, res)
+                    keys = [ref_by_res[res]] + [
+                        F.interpolate(ref_by_res[s], size=res, mode="bilinear", align_corners=False)
+                        for s in key_scales(res)[1:]
+                    ]
                     x, attention = self.reference_attention[str(res)](
                         x,
                         rearrange(ref_by_res[res], "(b k) c h w -> b k c h w", b=batch),
-                        rearrange(keys, "(b k) c h w -> b k c h w", b=batch),
-                        queries,
+                        rearrange(torch.cat(keys, 1), "(b k) c h w -> b k c h w", b=batch),
                         return_aux,
                     )
                     if return_aux:

@@ -18,16 +18,6 @@ by a halo of ``w`` on every side, in each of the K references -- cost linear in 
     v = W_v norm(f_ref)          f_ref: E_ref's features at this scale (B, K, C_v, h, w): the detail
     x <- x + W_o softmax(q k^T / sqrt(d) - |p_q - p_k|^2 / (2 sigma^2)) v   (block + halo of every reference)
 
-With ``match="degraded_reference"`` the match is made like for like, as TTSR does (its queries come
-from the upsampled low-resolution image, its keys from the reference down- and up-sampled by the
-same factor, its values from the reference itself): queries and keys are the *same* projection of
-``E_lq``'s features (this scale and the two coarser ones) of ``lq`` and of the reference blurred by
-a 4x down- and up-sampling, compared by cosine similarity times a learned scale (initially
-``MATCH_SCALE``). A reference position then scores by how much it looks like this position would
-look degraded, whatever the decoder has made of it so far:
-
-    q = W [norm(h_lq) ; P],  k = W [norm(h_ref_blurred) ; P],  logits = s cos(q, k) - prior
-
 The last term is a learned Gaussian prior on the displacement between a position and the
 reference position it reads (sigma per head, initially ``sigma`` positions): at the start each position
 reads the reference around its own place -- right for aligned faces up to the pose -- and the
@@ -43,8 +33,6 @@ from einops import rearrange
 from torch import nn
 
 BLOCK = 8
-MATCHES = ("decoder", "degraded_reference")
-MATCH_SCALE = 10.0  # initial inverse temperature of the like-for-like cosine match
 
 
 def fourier_positions(size: int, num_frequencies: int, device=None, dtype=None) -> torch.Tensor:
@@ -75,10 +63,6 @@ class DenseReferenceAttention(nn.Module):
         window: Halo ``w`` in positions of this scale [default: 4].
         num_frequencies: Octaves of the Fourier position features [default: 4].
         sigma: Initial width of the displacement prior, in positions [default: 1].
-        match: What is matched: ``"decoder"`` (queries from the decoder activations, keys from
-            ``E_ref``'s features) [default] or ``"degraded_reference"`` (queries and keys from
-            ``E_lq``'s features of ``lq`` and of the blurred reference, one shared projection,
-            cosine similarity; ``key_channels`` is then their channel count).
     """
 
     def __init__(
@@ -91,7 +75,6 @@ class DenseReferenceAttention(nn.Module):
         window: int = 4,
         num_frequencies: int = 4,
         sigma: float = 1.0,
-        match: str = "decoder",
     ):
         super().__init__()
         if channels % num_heads:
@@ -107,13 +90,7 @@ class DenseReferenceAttention(nn.Module):
         self.norm_x = nn.GroupNorm(1, channels)
         self.norm_keys = nn.GroupNorm(1, key_channels)
         self.norm_values = nn.GroupNorm(1, value_channels)
-        if match not in MATCHES:
-            raise ValueError(f"reference attention match must be one of {MATCHES}, got {match!r}")
-        self.match = match
-        if match == "decoder":
-            self.to_q = nn.Conv2d(channels + positions, dim * num_heads, 1)
-        else:
-            self.log_match_scale = nn.Parameter(torch.full((num_heads, 1, 1), math.log(MATCH_SCALE)))
+        self.to_q = nn.Conv2d(channels + positions, dim * num_heads, 1)
         self.to_k = nn.Conv2d(key_channels + positions, dim * num_heads, 1)
         self.to_v = nn.Conv2d(value_channels, channels, 1)
         if sigma <= 0:
@@ -124,15 +101,9 @@ class DenseReferenceAttention(nn.Module):
         nn.init.zeros_(self.to_out.bias)
 
     def forward(
-        self,
-        x: torch.Tensor,
-        values: torch.Tensor,
-        keys: torch.Tensor,
-        queries: torch.Tensor | None = None,
-        return_attention: bool = False,
+        self, x: torch.Tensor, values: torch.Tensor, keys: torch.Tensor, return_attention: bool = False
     ):
-        """x: (B, C, h, w); values: (B, K, C_v, h, w); keys: (B, K, C_k, h, w); queries: (B, C_k, h, w),
-        the features matched against ``keys`` (``match="degraded_reference"`` only)
+        """x: (B, C, h, w); values: (B, K, C_v, h, w); keys: (B, K, C_k, h, w)
         -> (x + attention output (B, C, h, w), attention).
 
         The attention (B * blocks, heads, b*b, K*(b+2w)^2) is returned only with ``return_attention``
@@ -149,36 +120,23 @@ class DenseReferenceAttention(nn.Module):
         keys = self.norm_keys(rearrange(keys, "b k c h w -> (b k) c h w"))
         keys = self.to_k(torch.cat([keys, positions.expand(len(keys), -1, -1, -1)], 1))
         values = self.to_v(self.norm_values(rearrange(values, "b k c h w -> (b k) c h w")))
-        if (queries is None) != (self.match == "decoder"):
-            raise ValueError(
-                f"reference attention with match={self.match!r}: queries must be given exactly then"
-            )
-        if self.match == "decoder":
-            query = self.to_q(torch.cat([self.norm_x(x), positions.expand(batch, -1, -1, -1)], 1))
-        else:
-            query = self.to_k(torch.cat([self.norm_keys(queries), positions.expand(batch, -1, -1, -1)], 1))
+        query = self.to_q(torch.cat([self.norm_x(x), positions.expand(batch, -1, -1, -1)], 1))
         heads = self.num_heads
         q = rearrange(query, "b (m d) (y i) (x j) -> (b y x) m (i j) d", m=heads, i=block, j=block)
         k = rearrange(
             halo_blocks(keys, block, self.window), "(b k) n s (m d) -> (b n) m (k s) d", k=num_refs, m=heads
         )
-        scale = 1 / math.sqrt(q.shape[-1])
-        if self.match == "degraded_reference":
-            # cosine similarity times a learned scale; zero-padded halo keys stay zero (and masked)
-            q = F.normalize(q, dim=-1) * self.log_match_scale.clamp(max=math.log(100.0)).exp().to(q.dtype)
-            k = F.normalize(k, dim=-1)
-            scale = 1.0
         v = rearrange(
             halo_blocks(values, block, self.window), "(b k) n s (m c) -> (b n) m (k s) c", k=num_refs, m=heads
         )
-        bias = self._logit_bias(x, block, batch, num_refs)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=self._logit_bias(x, block, batch, num_refs))
         out = rearrange(
             out, "(b y x) m (i j) c -> b (m c) (y i) (x j)", b=batch, y=height // block, i=block, j=block
         ).contiguous(memory_format=torch.channels_last)
         attention = None
         if return_attention:
-            attention = ((q @ k.transpose(-1, -2)) * scale + bias).softmax(-1)
+            logits = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+            attention = (logits + self._logit_bias(x, block, batch, num_refs)).softmax(-1)
         return x + self.to_out(out), attention
 
     def _logit_bias(self, x: torch.Tensor, block: int, batch: int, num_refs: int) -> torch.Tensor:
