@@ -59,7 +59,7 @@ def test_config_json_holds_the_constructor_arguments(net, saved):
     assert sorted(config) == sorted(parameters)  # every argument, nothing else
     assert config == net.config
     assert config["channels"] == {"64": 256, "32": 384} and config["lq_skips"] == [32]
-    assert config["width"] == 1 / 16 and config["reference_attention_match"] == "decoder"
+    assert config["width"] == 1 / 16 and config["reference_attention_sigma"] == 1.0
     # the config rebuilds the network; so do int keys and tuples (what the caller passed)
     assert ENTED(**config).config == ENTED(**ARGUMENTS).config == config
 
@@ -93,7 +93,7 @@ def test_model_card_front_matter_and_sections(net, saved, tmp_path):
 def test_a_folder_of_the_format_before_the_mixin_loads(net, tmp_path):
     """config.json with ``_class_name`` / ``_ented_version``, str keys, lists; safetensors with metadata."""
     old = {"_class_name": "ENTED", "_ented_version": "0.0.9", **json.loads(json.dumps(ARGUMENTS))}
-    old.pop("reference_attention_match", None)  # an argument that did not exist yet takes its default
+    old.pop("reference_attention_sigma", None)  # an argument missing from an old folder takes its default
     (tmp_path / "config.json").write_text(json.dumps(old, indent=2, sort_keys=True))
     tensors = {key: value.contiguous().clone() for key, value in net.state_dict().items()}
     save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
