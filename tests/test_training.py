@@ -410,3 +410,11 @@ def test_reference_attention_loss_joins_the_generator_step(faces, tmp_path):
     model.feed_data(batch(faces, opt))
     model.optimize_parameters(1)
     assert float(model.log_dict["l_g_ref_attention"]) > 0
+
+
+def test_validation_image_names_do_not_double_the_identity():
+    from ented.models.ented_model import _sample_name
+
+    assert _sample_name("test/lq/id0002/id0002_0.png") == "id0002_0"  # ented-prepare testset's names
+    assert _sample_name("faces/id0001/0.png") == "id0001_0"
+    assert _sample_name("faces/id1/id10_0.png") == "id1_id10_0"  # another identity's prefix is kept

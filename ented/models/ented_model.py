@@ -611,9 +611,12 @@ def _mean_of_scored(metric: str, values: list) -> float:
 
 
 def _sample_name(lq_path: str) -> str:
-    """``<folder>_<stem>`` of the lq file: unique across identity folders (``id0001/0.png``)."""
+    """``<folder>_<stem>`` of the lq file, unique across identity folders (``id0001/0.png`` ->
+    ``id0001_0``); the stem alone when it already starts with the folder's name
+    (``id0001/id0001_0.png`` -> ``id0001_0``, as ``ented-prepare testset`` names them)."""
     folder, file_name = osp.split(lq_path)
-    return f"{osp.basename(folder)}_{osp.splitext(file_name)[0]}"
+    folder, stem = osp.basename(folder), osp.splitext(file_name)[0]
+    return stem if folder and stem.startswith(f"{folder}_") else f"{folder}_{stem}"
 
 
 def _optimizer_options(optim_opt: dict) -> dict:
