@@ -275,6 +275,8 @@ def test_lpips_without_weights_refuses_unless_random_weights_allowed(face, no_ca
     with caplog.at_level(logging.WARNING, logger="ented.metrics.lpips_metric"):
         assert calculate_metric({"img": face, "img2": face}, opt | {"allow_random_weights": True}) == 0.0
     assert "LPIPS (random weights)" in caplog.text
+    with pytest.raises(ValueError, match="allow_random_weights"):  # the cached random network is not reused
+        calculate_metric({"img": face, "img2": face}, opt)
 
 
 def test_identity_without_weights_refuses_unless_random_weights_allowed(face, no_cached_weights, caplog):
@@ -297,6 +299,8 @@ def test_fid_without_weights_refuses_unless_random_weights_allowed(folders, no_c
         fid_metric.main([original, shifted, "--dims", "64", "--device", "cpu"])
     fid_metric.main([original, shifted, "--dims", "64", "--device", "cpu", "--allow-random-weights"])
     assert capsys.readouterr().out.rstrip().endswith("(random weights)")
+    with pytest.raises(ValueError, match="allow_random_weights"):  # the cached random network is not reused
+        fid_metric.calculate_ented_fid_folder(original, shifted, dims=64, device="cpu")
 
 
 def test_validation_log_labels_metrics_that_allow_random_weights():

@@ -227,15 +227,12 @@ class Metric:
         return json.dumps({"name": self.name, "random": self.random_weights, **self.options}, sort_keys=True)
 
 
-def _with_weights(what: str, build, weights, allow_random: bool, caches: tuple = ()) -> bool:
+def _with_weights(what: str, build, weights, allow_random: bool) -> bool:
     """Builds a metric's network; returns whether it is random. Refuses random weights unless allowed.
 
     ``build(allow_random_weights)`` raises ``ValueError`` when it finds no weights and may not use
-    random ones. Weights that were given are never replaced by random ones. ``caches``: the metric
-    module's network caches, emptied first (their keys do not say whether a network is random).
+    random ones. Weights that were given are never replaced by random ones.
     """
-    for cache in caches:  # a random network cached earlier in this process must not pass for a real one
-        cache.clear()
     try:
         build(False)
         return False
@@ -261,14 +258,13 @@ def prepare_metrics(args, names: list, device, has_sidecars: bool) -> list:
                 f"{name} needs a sidecar (.json) beside every gt image (the synthetic set has them)"
             )
         if name == "lpips":
-            from ented.metrics.lpips_metric import LPIPS_NETWORKS, get_lpips_network
+            from ented.metrics.lpips_metric import get_lpips_network
 
             random = _with_weights(
                 "lpips",
                 lambda allow: get_lpips_network(args.lpips_net, args.lpips_weights, device, allow),
                 args.lpips_weights,
                 args.allow_random_weights,
-                (LPIPS_NETWORKS,),
             )
             metrics.append(
                 Metric(name, better, random, {"net": args.lpips_net, "weights": args.lpips_weights})
@@ -286,7 +282,7 @@ def prepare_metrics(args, names: list, device, has_sidecars: bool) -> list:
             )
             metrics.append(Metric(name, better, random, {"weights": args.arcface_weights}))
         elif name == "fid":
-            from ented.metrics.fid_metric import FID_INCEPTIONS, get_fid_inception
+            from ented.metrics.fid_metric import get_fid_inception
 
             if not args.fid_reference:
                 raise MetricRefused("fid needs --fid-reference (a folder of real faces or FID statistics)")
@@ -295,7 +291,6 @@ def prepare_metrics(args, names: list, device, has_sidecars: bool) -> list:
                 lambda allow: get_fid_inception(args.fid_weights, args.fid_dims, device, allow),
                 args.fid_weights,
                 args.allow_random_weights,
-                (FID_INCEPTIONS,),
             )
             options = {
                 "weights": args.fid_weights,

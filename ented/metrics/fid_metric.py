@@ -127,16 +127,18 @@ def get_fid_inception(
     """
     device = resolve_device(device)
     path = resolve_weights(weights_path) if weights_path is not None else _find_local_weights()
+    # checked before the cache: a random network built earlier for a caller that allowed it must
+    # not pass for a real one later
+    if path is None and not allow_random_weights:
+        raise ValueError(
+            f"FID needs the Inception weights {FID_WEIGHTS_NAME}: give weights_path (--weights) or put "
+            f"the file at {' or '.join(_local_weights_candidates())}; get it from "
+            f"{basicsr_inception.FID_WEIGHTS_URL}. To score with a random network anyway (values "
+            "comparable only within one set-up), set allow_random_weights (--allow-random-weights)"
+        )
     key = (path, dims, str(device))
     if key not in FID_INCEPTIONS:
         if path is None:
-            if not allow_random_weights:
-                raise ValueError(
-                    f"FID needs the Inception weights {FID_WEIGHTS_NAME}: give weights_path (--weights) or put "
-                    f"the file at {' or '.join(_local_weights_candidates())}; get it from "
-                    f"{basicsr_inception.FID_WEIGHTS_URL}. To score with a random network anyway (values "
-                    "comparable only within one set-up), set allow_random_weights (--allow-random-weights)"
-                )
             logger.warning(
                 f"FID (random weights): no Inception weights ({FID_WEIGHTS_NAME} not given and not found "
                 "locally); allow_random_weights is set: FID values only compare folders within this set-up, "

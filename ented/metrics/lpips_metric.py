@@ -104,15 +104,17 @@ def get_lpips_network(
         raise ValueError(f"LPIPS net must be one of {sorted(_TORCHVISION_WEIGHTS)}, got {net!r}")
     device = resolve_device(device)
     path = None if weights_path is None else resolve_weights(weights_path)
+    # checked before the cache: a random network built earlier for a caller that allowed it must
+    # not pass for a real one later
+    if path is None and not os.path.isfile(_hub_cache_file(net)) and not allow_random_weights:
+        raise ValueError(
+            f"LPIPS needs {net} backbone weights: {_hub_cache_file(net)} is absent and no weights_path "
+            f"was given. Get {_TORCHVISION_WEIGHTS[net].url} and set the metric's weights_path to it "
+            "(or put it at that path); to score with a random backbone anyway (values comparable only "
+            "within one set-up), set allow_random_weights: true"
+        )
     key = (net, path, str(device))
     if key not in LPIPS_NETWORKS:
-        if path is None and not os.path.isfile(_hub_cache_file(net)) and not allow_random_weights:
-            raise ValueError(
-                f"LPIPS needs {net} backbone weights: {_hub_cache_file(net)} is absent and no weights_path "
-                f"was given. Get {_TORCHVISION_WEIGHTS[net].url} and set the metric's weights_path to it "
-                "(or put it at that path); to score with a random backbone anyway (values comparable only "
-                "within one set-up), set allow_random_weights: true"
-            )
         LPIPS_NETWORKS[key] = _build(net, path).to(device).eval()
     return LPIPS_NETWORKS[key]
 
