@@ -188,43 +188,20 @@ class NetworkRunner:
         pass
 
 
-class _GFPGANImage(torch.nn.Module):
-    """GFPGANv1Clean returns (image, intermediates); keep the image (as GFPGAN's inference: ``return_rgb=False``)."""
-
-    def __init__(self, net: torch.nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, lq: torch.Tensor) -> torch.Tensor:
-        return self.net(lq, return_rgb=False)[0]
-
-
 def build_gfpgan(weights: str, size: int) -> torch.nn.Module:
     """GFPGANv1Clean in GFPGAN v1.3/v1.4's released configuration at ``size``, weights loaded strictly."""
-    from gfpgan.archs.gfpganv1_clean_arch import GFPGANv1Clean
-
+    from ented.benchmark import networks
     from ented.restoration.pretrained import load_weights
 
-    net = GFPGANv1Clean(
-        out_size=size,
-        num_style_feat=512,
-        channel_multiplier=2,
-        decoder_load_path=None,
-        fix_decoder=False,
-        num_mlp=8,
-        input_is_latent=True,
-        different_w=True,
-        narrow=1,
-        sft_half=True,
-    )
+    model = networks.build_gfpgan(size)
     state, used = read_state_dict(weights, nested_keys=("params_ema", "params"), what="GFPGAN weights")
     hint = (
         ""
         if size == 512
         else f" (GFPGAN's released weights are for 512 px faces; this test set is {size} px)"
     )
-    load_weights(net, state, f"GFPGAN weights {weights} ({used}){hint}")
-    return _GFPGANImage(net)
+    load_weights(model.net, state, f"GFPGAN weights {weights} ({used}){hint}")
+    return model
 
 
 class CodeFormerRunner:
