@@ -43,7 +43,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["ented", "ented.*"]),
-    py_modules=["_ented_torchvision_compat"],
+    py_modules=["_ented_torchvision_compat", "_ented_launcher"],
     include_package_data=True,
     package_data={"ented": ["options/*.yml", "archs/*.md"]},
     cmdclass={"build_py": BuildPyWithPth},
@@ -75,12 +75,13 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "ented-train=ented.cli.train:main",
-            "ented-test=ented.cli.test:main",
-            "ented-demo=ented.cli.demo:main",
-            "ented-prepare=ented.cli.prepare:main",
-            "ented-restore=ented.cli.restore:main",
-            "ented-benchmark=ented.cli.benchmark:main",
+            # each parses its arguments before torch loads (_ented_launcher), then runs ented.cli.<command>
+            "ented-train=_ented_launcher:train",
+            "ented-test=_ented_launcher:test",
+            "ented-demo=_ented_launcher:demo",
+            "ented-prepare=_ented_launcher:prepare",
+            "ented-restore=_ented_launcher:restore",
+            "ented-benchmark=_ented_launcher:benchmark",
         ]
     },
     classifiers=[

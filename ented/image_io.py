@@ -35,7 +35,6 @@ not ``size x size``     centre-cropped to a square and resized (one warning per 
 ======================  ==============================================================
 """
 
-
 from __future__ import annotations
 
 import io
@@ -51,16 +50,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms.functional import normalize
 
 from ented.atomic_io import atomic_imwrite, atomic_path
+from ented.image_formats import DEFAULT_MAX_IMAGE_PIXELS, IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS_ENV
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 ImageLike = str | os.PathLike | np.ndarray | Image.Image | torch.Tensor
-
-# PIL's own limit (``PIL.Image.MAX_IMAGE_PIXELS``, about 9459 x 9459), the one ``ented-restore``
-# reads its photos under; the datasets and ``ented-prepare`` refuse larger images with it.
-DEFAULT_MAX_IMAGE_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
-MAX_IMAGE_PIXELS_ENV = "ENTED_MAX_IMAGE_PIXELS"
 _warned: set = set()
 
 
@@ -266,6 +260,7 @@ def write_image_atomic(path: str, img: np.ndarray) -> None:
     if img.dtype != np.uint8:
         img = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
     atomic_imwrite(img, path)
+
 
 # ----------------------------------------------------------------------------- BasicSR's metrics (BGR)
 

@@ -50,19 +50,27 @@ def load_subcommand(name: str):
         raise SystemExit(f"ented-benchmark {name}: this install has no {module_name} module") from None
 
 
-def main(argv: list | None = None) -> int:
-    """Parses ``argv`` and runs the sub-command; returns its exit status."""
+def parse_args(argv: list | None = None) -> tuple:
+    """``(module, args)``: the sub-command's module and its parsed arguments.
+
+    ``--help`` and bad arguments exit here, having imported only the sub-command's module.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in SUBCOMMANDS:
         _top_parser().parse_args(argv)  # --help, or an error naming the known commands
-        return 2
+        raise SystemExit(2)  # not reached: argparse exits (no command given is an error)
     name = argv[0]
     module = load_subcommand(name)
     parser = argparse.ArgumentParser(
         prog=f"ented-benchmark {name}", description=module.__doc__.split("\n")[0]
     )
     module.add_arguments(parser)
-    args = parser.parse_args(argv[1:])
+    return module, parser.parse_args(argv[1:])
+
+
+def main(argv: list | None = None) -> int:
+    """Parses ``argv`` and runs the sub-command; returns its exit status."""
+    module, args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return module.run(args)
 

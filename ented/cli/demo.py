@@ -23,8 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from ented.experiment import load_option_file, load_trained_network, runner_context, train, write_option_file
 
 DEMO_SIZE = 64  # the demo's face size, as in options/demo_*.yml
@@ -63,6 +61,7 @@ def format_table(rows: dict) -> str:
 def write_comparison(net, data: dict, path: Path, count: int = 4) -> None:
     """LQ | reference | output | GT rows for the first ``count`` test triplets, scaled x3 (nearest)."""
     import cv2
+    import numpy as np
     import torch
     from basicsr.data import build_dataset
 

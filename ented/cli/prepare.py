@@ -17,9 +17,11 @@ import logging
 import math
 import sys
 
-from ented.data import preparation
-from ented.data.synthetic_faces import RENDERERS, write_synthetic_identity_set
-from ented.image_io import DEFAULT_MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS_ENV
+from ented.image_formats import DEFAULT_MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS_ENV
+
+# ented.data.synthetic_faces.RENDERERS, written out: importing ented.data loads torch and BasicSR
+# (its datasets), and the parser imports nothing heavy (tests/test_cli_help.py checks the two agree)
+RENDERERS = ("posed", "flat")
 
 
 def _integer(low: int, high: int | None = None, odd: bool = False):
@@ -166,8 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
 def run(args) -> object:
     """Executes parsed arguments; returns what the library function returned."""
+    from ented.data import preparation
+    from ented.data.synthetic_faces import write_synthetic_identity_set
+
     progress = not args.quiet
     if args.command == "synthetic":
         return write_synthetic_identity_set(
@@ -222,7 +231,7 @@ def run(args) -> object:
 def main(argv=None) -> int:
     """Runs ``ented-prepare``. Returns 0, 2 for bad input (one ``ERROR`` line naming the file), or
     1 when writing fails midway (a full disk); bad arguments exit 2 through argparse."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s"
     )

@@ -4,12 +4,22 @@ Takes BasicSR's arguments (``-opt``, ``--launcher``, ``--auto_resume``, ``--debu
 ``--force_yml``); experiments go under the working directory.
 """
 
+import argparse
 import os
+
+from ented.cli.basicsr_arguments import build_parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Checks BasicSR's arguments (``--help`` and bad arguments exit here); BasicSR reads them again."""
+    return build_parser("ented-train", "Train an ENTED experiment with BasicSR's runner.").parse_args(argv)
 
 
 def main() -> None:
-    import ented  # noqa: F401  (registers ENTED in BasicSR before the runner looks names up)
+    import ented
     from ented import runner_fixes
+
+    ented.register()  # before the runner looks names up (done already unless registration was deferred)
 
     runner_fixes.apply()
     runner_fixes.log_into_basicsr_logger()
