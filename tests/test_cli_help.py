@@ -77,6 +77,7 @@ def test_help_imports_neither_torch_nor_basicsr(script):
     "script, args",
     [
         ("ented-benchmark", ["quality", "--help"]),
+        ("ented-benchmark", ["speed", "--help"]),
         ("ented-prepare", ["synthetic", "--help"]),
         ("ented-restore", ["convert", "--help"]),
         ("ented-restore", ["export-onnx", "--help"]),
