@@ -426,3 +426,19 @@ def test_reference_attention_is_local(seeded):
         before, after = attention(x, ref, ref)[0], attention(x, far, far)[0]
     torch.testing.assert_close(after[..., :8, :8], before[..., :8, :8])
     assert (after[..., 24:, 24:] - before[..., 24:, 24:]).abs().max() > 1e-3
+
+
+def test_reference_strength_runs_from_no_reference_to_the_reference(seeded):
+    net = ENTED(**TINY_ENTED_64, reference_attention=(32,)).eval()
+    with torch.no_grad():
+        net.reference_attention["32"].to_out.weight.normal_(0, 0.1)
+        lq, refs = _images(2, 64), torch.stack([_images(2, 64), _images(2, 64)], 1)
+        full, none = net(lq, refs), net(lq, None)
+        torch.testing.assert_close(net(lq, refs, reference_strength=0.0), none, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(net(lq, refs, reference_strength=1.0), full)
+        half = net(lq, refs, reference_strength=0.5)
+        assert (half - full).abs().mean() > 1e-4 and (half - none).abs().mean() > 1e-4
+        distance = [(net(lq, refs, reference_strength=s) - none).abs().mean() for s in (0.25, 0.5, 0.75)]
+        assert distance[0] < distance[1] < distance[2] < (full - none).abs().mean()
+    with pytest.raises(ValueError, match="reference_strength"):
+        net(lq, refs, reference_strength=1.5)

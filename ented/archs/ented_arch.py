@@ -430,13 +430,24 @@ class ENTED(
             raise ValueError(f"ref has batch size {ref.shape[0]} but lq has {lq.shape[0]}")
         return ref
 
-    def forward(self, lq: torch.Tensor, ref: torch.Tensor | None = None, return_aux: bool = False):
+    def forward(
+        self,
+        lq: torch.Tensor,
+        ref: torch.Tensor | None = None,
+        return_aux: bool = False,
+        reference_strength: float = 1.0,
+    ):
         """Restores ``lq`` using ``ref``.
 
         Args:
             lq: (B, 3, S, S) in [-1, 1], S = out_size.
             ref: None (self reference: ``lq`` is used), (B, 3, S, S) or (B, K, 3, S, S) in [-1, 1].
             return_aux: Also return the attention maps and VQ statistics.
+            reference_strength: ``s`` in [0, 1], how much of the reference the network reads: every
+                path from the reference (texture extraction, the refinement's tokens, the dense
+                reference attention) reads E_ref's features, which become ``(1 - s) E_ref(lq) +
+                s E_ref(ref)`` per scale. 0 gives exactly the no-reference output (``ref=None``),
+                1 the reference's [default]; the lq path is unchanged [not in the paper].
 
         Returns:
             out (B, 3, S, S) (no tanh); with ``return_aux`` also a dict:
@@ -446,10 +457,18 @@ class ENTED(
             heads, b*b, K*(b+2w)^2)} for each dense reference attention (8x8 blocks ``b``, each
             position over its block's haloed window in every reference).
         """
+        if not 0.0 <= reference_strength <= 1.0:
+            raise ValueError(f"reference_strength must be in [0, 1], got {reference_strength}")
         refs = self._references(lq, ref)
-        batch = refs.shape[0]
+        batch, num_refs = refs.shape[:2]
         refs = rearrange(refs, "b k c h w -> (b k) c h w").contiguous(memory_format=self.memory_format)
         ref_feats = self.ref_encoder(refs)
+        if ref is not None and reference_strength < 1.0:
+            own_feats = self.ref_encoder(lq.contiguous(memory_format=self.memory_format))
+            ref_feats = [
+                torch.lerp(own.repeat_interleave(num_refs, 0), feats, reference_strength)
+                for own, feats in zip(own_feats, ref_feats)
+            ]
         ref_by_res = {int(f.shape[-1]): f for f in ref_feats}
         textures, extraction_maps = {}, {}
         for res, ops in self.extractions.items():
