@@ -32,41 +32,52 @@ def test_output_folder_that_is_a_reference_folder_is_refused(tmp_path, weights, 
     save(face(1), tmp_path / "in" / "a.png")
     save(face(2), tmp_path / "in" / "b.png")
     refs = tmp_path / "refs"
-    save(face(11), refs / "a.png")  # matched by name: would be a's output
+    save(face(11), refs / "a.png")  # matched by name
+    save(face(11), refs / "restored_faces" / "a.png")  # also matched by name: would be a's output
     save(face(12), refs / "b" / "one.png")
     before = digest(refs)
     args = [str(tmp_path / "in"), "-w", str(weights), "-r", str(refs), *ALIGNED]
     assert main([*args, "-o", str(refs)]) == 2
     err = capsys.readouterr().err
-    assert f"would overwrite the input or reference {refs / 'a.png'}" in err
+    assert f"would overwrite the input or reference {refs / 'restored_faces' / 'a.png'}" in err
     # every file in a reference folder is protected, matched or not: refs/b/one.png is b's reference,
-    # and refs/b/a.png (nobody's reference) must survive an output folder of refs/b too
-    save(face(13), refs / "b" / "a.png")
+    # and refs/b/restored_faces/a.png (nobody's reference) must survive an output folder of refs/b too
+    save(face(13), refs / "b" / "restored_faces" / "a.png")
     before = digest(refs)
     assert main([*args, "-o", str(refs / "b")]) == 2
-    assert f"would overwrite the input or reference {refs / 'b' / 'a.png'}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"would overwrite the input or reference {refs / 'b' / 'restored_faces' / 'a.png'}" in err
     assert digest(refs) == before
+    # a reference where a comparison image would go is protected too (checked as it is written)
+    save(face(14), tmp_path / "cmp_ref" / "cmp" / "a.png")
+    kept = digest(tmp_path / "cmp_ref")
+    cmp_args = [str(tmp_path / "in"), "-w", str(weights), *ALIGNED, "-o", str(tmp_path / "cmp_ref")]
+    assert main([*cmp_args, "-r", str(tmp_path / "cmp_ref" / "cmp" / "a.png")]) == 0
+    comparison = tmp_path / "cmp_ref" / "cmp" / "a.png"
+    assert f"{comparison} would overwrite the input or reference {comparison}" in capsys.readouterr().out
+    assert digest(tmp_path / "cmp_ref")["cmp/a.png"] == kept["cmp/a.png"]
     # with a suffix the outputs get names of their own; a rerun overwrites only those
     for _ in range(2):
         assert main([*args, "-o", str(refs), "--suffix", "_r"]) == 0
         assert "restored 2, skipped 0 of 2" in capsys.readouterr().out
-        assert {k: v for k, v in digest(refs).items() if "_r." not in k} == before
-    assert sorted(set(digest(refs)) - set(before)) == ["a_r.png", "b_r.png"]
+        assert {k: v for k, v in digest(refs).items() if "_r." not in k and "cmp/" not in k} == before
+    new = ["cmp/a.png", "cmp/b.png", "restored_faces/a_r.png", "restored_faces/b_r.png"]
+    assert sorted(set(digest(refs)) - set(before)) == new
 
 
 def test_references_are_recognised_however_they_are_named(tmp_path, weights, capsys):
     save(face(1), tmp_path / "in" / "a.png")
     out = tmp_path / "out"
-    save(face(11), out / "a.png")  # the reference lives where a's output would go
+    save(face(11), out / "restored_faces" / "a.png")  # the reference lives where a's output would go
     (tmp_path / "refs_link").symlink_to(out, target_is_directory=True)  # a folder, by another name
-    os.link(out / "a.png", tmp_path / "hard.png")  # a file, by a hard link
+    os.link(out / "restored_faces" / "a.png", tmp_path / "hard.png")  # a file, by a hard link
     before = digest(out)
     common = [str(tmp_path / "in"), "-o", str(out), "-w", str(weights), *ALIGNED]
     assert main([*common, "-r", str(tmp_path / "refs_link")]) == 2
     assert "would overwrite the input or reference" in capsys.readouterr().err
     assert main([*common, "-r", str(tmp_path / "hard.png")]) == 2
     assert f"would overwrite the input or reference {tmp_path / 'hard.png'}" in capsys.readouterr().err
-    assert main([*common, "-r", str(tmp_path / "in" / ".." / "out" / "a.png")]) == 2
+    assert main([*common, "-r", str(tmp_path / "in" / ".." / "out" / "restored_faces" / "a.png")]) == 2
     assert digest(out) == before
 
 
@@ -81,10 +92,11 @@ def test_photo_smaller_than_the_detector_minimum_has_no_face(tmp_path, weights, 
         assert mtcnn().detect(np.full(shape, 128, np.uint8)) == []
     save(face(1, size=16), tmp_path / "in" / "small.png")
     args = [str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-w", str(weights), "--no-progress"]
-    assert main(args) == 1
+    assert main(args) == 0  # written all the same, as GFPGAN does, and listed
     summary = capsys.readouterr().out
-    assert "restored 0, skipped 1" in summary
-    assert f"skipped {tmp_path / 'in' / 'small.png'}: no face found" in summary
+    assert "restored 0, 1 without a face (written enlarged), skipped 0 of 1" in summary
+    assert f"no face in {tmp_path / 'in' / 'small.png'}: written enlarged, not restored" in summary
+    assert (tmp_path / "out" / "restored_imgs" / "small.png").is_file()
 
 
 # ----------------------------------------------------------------------------- 15b: -o is the input folder
@@ -94,11 +106,11 @@ def test_rerun_into_the_input_folder_with_a_suffix(tmp_path, weights, capsys):
     folder = tmp_path / "faces"
     save(face(1), folder / "a.png")
     save(face(2), folder / "b.jpg")
-    args = [str(folder), "-o", str(folder), "-w", str(weights), "--suffix", "_r", "--compare", "--recursive"]
+    args = [str(folder), "-o", str(folder), "-w", str(weights), "--suffix", "_r", "--recursive"]
     args += ALIGNED
     assert main(args) == 0
     assert "restored 2, skipped 0 of 2" in capsys.readouterr().out
-    outputs = ["a.png", "a_r.png", "b.jpg", "b_r.png", "comparisons/a_r.png", "comparisons/b_r.png"]
+    outputs = ["a.png", "b.jpg", "cmp/a.png", "cmp/b.png", "restored_faces/a_r.png", "restored_faces/b_r.jpg"]
     assert sorted(digest(folder)) == outputs
     first = digest(folder)
 
@@ -106,7 +118,7 @@ def test_rerun_into_the_input_folder_with_a_suffix(tmp_path, weights, capsys):
     assert "restored 0, skipped 0, 2 already done of 2" in capsys.readouterr().out
     assert digest(folder) == first
 
-    (folder / "a_r.png").unlink()
+    (folder / "restored_faces" / "a_r.png").unlink()
     assert main(args + ["--skip-existing"]) == 0
     assert "restored 1, skipped 0, 1 already done of 2" in capsys.readouterr().out
     assert main(args) == 0  # a plain rerun overwrites its own outputs, never the inputs
@@ -216,9 +228,9 @@ def test_good_extensions_are_normalised(tmp_path, weights, capsys):
     args = [str(tmp_path / "in"), "-w", str(weights), *ALIGNED]
     assert main([*args, "-o", str(tmp_path / "o1"), "--ext", ".JPG"]) == 0
     assert main([*args, "-o", str(tmp_path / "o2"), "--ext", "same", "--upscale", "2"]) == 0
-    assert [p.name for p in (tmp_path / "o1").iterdir()] == ["a.jpg"]
-    assert [p.name for p in (tmp_path / "o2").iterdir()] == ["a.png"]
-    assert Image.open(tmp_path / "o1" / "a.jpg").format == "JPEG"
+    assert [p.name for p in (tmp_path / "o1" / "restored_faces").iterdir()] == ["a.jpg"]
+    assert [p.name for p in (tmp_path / "o2" / "restored_faces").iterdir()] == ["a.png"]
+    assert Image.open(tmp_path / "o1" / "restored_faces" / "a.jpg").format == "JPEG"
 
 
 def test_library_refuses_a_nan_upscale_before_any_work():

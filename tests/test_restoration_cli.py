@@ -34,7 +34,7 @@ def test_aligned_faces_with_references_matched_by_name(tmp_path, weights, capsys
     (refs / "f.png").write_bytes(b"broken too")
     before = digest(inputs)
 
-    args = [str(inputs), "-o", str(out), "-w", weights, "-r", str(refs), "--aligned", "--compare"]
+    args = [str(inputs), "-o", str(out), "-w", weights, "-r", str(refs), "--aligned"]
     args += ["--reference-check", "off", "--no-progress", "--batch-size", "2"]
     with caplog.at_level("INFO"):
         assert main(args) == 0
@@ -45,11 +45,15 @@ def test_aligned_faces_with_references_matched_by_name(tmp_path, weights, capsys
     assert f"skipped {inputs / 'f.png'}: reference problem: {refs / 'f.png'}: not a readable image" in summary
     assert "resized to 32x32" in caplog.text and "c.jpg" in caplog.text
 
-    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c.png", "comparisons"]
-    for name in ("a.png", "b.png", "c.png"):
-        assert np.asarray(Image.open(out / name)).shape == (32, 32, 3)
-        # input | reference | output under 14-pixel captions, 4-pixel gaps
-        assert np.asarray(Image.open(out / "comparisons" / name)).shape == (14 + 32, 3 * 32 + 2 * 4, 3)
+    # aligned faces: restored_faces/<name>.<ext> and cmp/<name>.png (no crops: the input is the crop)
+    assert sorted(p.name for p in out.iterdir()) == ["cmp", "restored_faces"]
+    assert sorted(p.name for p in (out / "restored_faces").iterdir()) == ["a.png", "b.png", "c.png"]
+    for name, references in (("a.png", 1), ("b.png", 2), ("c.png", 1)):
+        assert np.asarray(Image.open(out / "restored_faces" / name)).shape == (32, 32, 3)
+        # input | every reference | restored under 14-pixel captions, 4-pixel gaps
+        panels = 2 + references
+        shape = (14 + 32, panels * 32 + (panels - 1) * 4, 3)
+        assert np.asarray(Image.open(out / "cmp" / name)).shape == shape
     assert digest(inputs) == before  # inputs untouched
     assert not list(out.rglob("*.part")) and not list(out.rglob(".*"))  # no temporary files left
 
@@ -86,7 +90,11 @@ def test_one_reference_for_all_and_reference_free(tmp_path, weights, capsys):
         )
         == 0
     )
-    assert sorted(p.name for p in (tmp_path / "o1").iterdir()) == ["p0.jpg", "p1.jpg", "p2.jpg"]
+    assert sorted(p.name for p in (tmp_path / "o1" / "restored_faces").iterdir()) == [
+        "p0.jpg",
+        "p1.jpg",
+        "p2.jpg",
+    ]
     # no reference at all: reference-free; with the progress bar this time
     assert main([str(inputs), "-o", str(tmp_path / "o2"), "-w", weights, "--aligned"]) == 0
     captured = capsys.readouterr()
@@ -106,10 +114,10 @@ def test_nothing_restored_exits_with_1(tmp_path, weights, capsys):
 
 def test_inputs_are_never_overwritten(tmp_path, weights, capsys):
     folder = tmp_path / "faces"
-    save(face(1), folder / "a.png")
+    save(face(1), folder / "restored_faces" / "a.png")  # where the output of a.png would go
     before = digest(folder)
     args = [
-        str(folder),
+        str(folder / "restored_faces" / "a.png"),
         "-o",
         str(folder),
         "-w",
@@ -123,7 +131,13 @@ def test_inputs_are_never_overwritten(tmp_path, weights, capsys):
     assert "would overwrite the input or reference" in capsys.readouterr().err
     assert digest(folder) == before
     assert main(args + ["--suffix", "_restored"]) == 0  # same folder, other names: fine
-    assert digest(folder)["a.png"] == before["a.png"] and (folder / "a_restored.png").is_file()
+    assert digest(folder)["restored_faces/a.png"] == before["restored_faces/a.png"]
+    assert (folder / "restored_faces" / "a_restored.png").is_file()
+    # -o an input folder searched recursively: the earlier outputs in its GFPGAN folders are no inputs
+    save(face(2), folder / "b.png")
+    args[0] = str(folder)
+    assert main(args + ["--suffix", "_restored", "--recursive"]) == 0
+    assert "restored 1, skipped 0 of 1" in capsys.readouterr().out
 
 
 def test_argument_problems_exit_with_2(tmp_path, weights, capsys):
@@ -160,26 +174,10 @@ def test_refusing_a_reference_of_another_person(tmp_path, weights, capsys):
     assert main(args + ["--reference-check", "refuse", "--identity-threshold", "0.9999"]) == 0
     summary = capsys.readouterr().out
     assert "restored 1, skipped 1" in summary and "other.png: refused" in summary
-    assert (tmp_path / "out" / "same.png").is_file() and not (tmp_path / "out" / "other.png").exists()
+    restored = tmp_path / "out" / "restored_faces"
+    assert (restored / "same.png").is_file() and not (restored / "other.png").exists()
     assert main(args + ["--identity-threshold", "0.9999"]) == 0  # warn: both restored, counted
     assert "1 face(s) with a reference that may show another person" in capsys.readouterr().out
-
-
-def test_whole_photos_with_mtcnn(tmp_path, weights, capsys):
-    pytest.importorskip("facenet_pytorch")
-    from skimage.data import astronaut
-
-    photo = save(astronaut(), tmp_path / "in" / "astronaut.jpg")
-    save(np.full((80, 120, 3), 128, np.uint8), tmp_path / "in" / "wall.png")
-    reference = save(astronaut()[::2, ::2], tmp_path / "her.png")
-    out = tmp_path / "out"
-    args = [str(tmp_path / "in"), "-o", str(out), "-w", weights, "-r", str(reference), "--compare"]
-    assert main(args + ["--reference-check", "off", "--no-progress"]) == 0
-    summary = capsys.readouterr().out
-    assert "restored 1, skipped 1" in summary and "wall.png: no face found" in summary
-    restored = np.asarray(Image.open(out / "astronaut.png"))
-    assert restored.shape == np.asarray(Image.open(photo)).shape
-    assert (out / "comparisons" / "astronaut.png").is_file()
 
 
 def test_python_dash_m_runs_the_cli(monkeypatch, capsys):

@@ -31,8 +31,6 @@ from ented.cli.arguments import (
     positive_int,
     setup_logging,
 )
-from ented.image_io import IMAGE_EXTENSIONS
-from ented.restoration.reference_check import DEFAULT_THRESHOLDS
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +44,16 @@ def _upscale(text: str) -> float:
     return value
 
 
+def _tile(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (no tiling) or a tile size in pixels, got {value}")
+    return value
+
+
 def _similarity(text: str) -> float:
     value = number(text)
     if not -1.0 <= value <= 1.0:
@@ -54,13 +62,16 @@ def _similarity(text: str) -> float:
 
 
 def _output_extension(text: str) -> str:
-    """``"same"``, or an image extension with its dot, lower case (``"JPG"`` -> ``".jpg"``)."""
-    if text == "same":
-        return text
+    """``"same"`` (``auto`` and ``same``: each input's, GFPGAN's ``--ext auto``), or an image extension with
+    its dot, lower case (``"JPG"`` -> ``".jpg"``)."""
+    if text in ("auto", "same"):
+        return "same"
+    from ented.image_io import IMAGE_EXTENSIONS
+
     extension = "." + text.lower().lstrip(".")
     if extension not in IMAGE_EXTENSIONS:
         known = ", ".join(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
-        raise argparse.ArgumentTypeError(f"unknown image format {text!r}; choose one of {known} or 'same'")
+        raise argparse.ArgumentTypeError(f"unknown image format {text!r}; choose one of {known} or 'auto'")
     return extension
 
 
@@ -104,9 +115,42 @@ def build_restore_parser() -> Parser:
         help="photos mode: are the references aligned faces? auto: a square image whose face already "
         "sits on the FFHQ template (or shows no detectable face) is taken as aligned",
     )
-    mode.add_argument("--faces", choices=("all", "largest"), default="all", help="faces to restore per photo")
+    faces = mode.add_mutually_exclusive_group()
+    faces.add_argument(
+        "--faces",
+        choices=("all", "largest", "center"),
+        default="all",
+        help="faces to restore per photo: all, the largest, or the one nearest the centre",
+    )
+    faces.add_argument(
+        "--only-center-face",
+        dest="faces",
+        action="store_const",
+        const="center",
+        help="GFPGAN's: only the face nearest the photo's centre (--faces center)",
+    )
     mode.add_argument(
-        "--upscale", type=_upscale, default=1.0, help="photos mode: enlarge the photo by this factor (>= 1)"
+        "--upscale",
+        type=_upscale,
+        default=1.0,
+        help="photos mode: the output is the photo enlarged by this factor (>= 1; GFPGAN's --upscale), "
+        "faces pasted at that size",
+    )
+    mode.add_argument(
+        "--bg-upsampler",
+        choices=("lanczos", "realesrgan"),
+        default="lanczos",
+        help="how the photo is enlarged: lanczos (default, as facexlib) or realesrgan (needs --bg-weights)",
+    )
+    mode.add_argument(
+        "--bg-weights",
+        help="Real-ESRGAN RRDBNet weights for --bg-upsampler realesrgan (RealESRGAN_x2plus.pth)",
+    )
+    mode.add_argument(
+        "--bg-tile",
+        type=_tile,
+        default=400,
+        help="Real-ESRGAN tile size in pixels, 0 for whole photos at once (default 400, as GFPGAN)",
     )
     mode.add_argument(
         "--detector",
@@ -135,8 +179,8 @@ def build_restore_parser() -> Parser:
         "--identity-threshold",
         type=_similarity,
         default=None,
-        help="identity similarity below which a reference is suspicious (default: dlib "
-        f"{DEFAULT_THRESHOLDS['dlib']}, arcface {DEFAULT_THRESHOLDS['arcface']})",
+        help="identity similarity below which a reference is suspicious (default: the backend's own, "
+        "see docs/identity.md)",
     )
 
     run = parser.add_argument_group("running")
@@ -148,14 +192,16 @@ def build_restore_parser() -> Parser:
     run.add_argument("--batch-size", type=positive_int, default=4, help="faces per forward pass")
 
     out = parser.add_argument_group("output")
-    out.add_argument("--suffix", default="", help="appended to output names (e.g. _restored)")
+    out.add_argument(
+        "--suffix", default="", help="appended to the names of restored images and faces (e.g. _restored)"
+    )
     out.add_argument(
         "--ext",
         type=_output_extension,
-        default=".png",
-        help="output format: png (default), jpg, webp, bmp, tif, or 'same' (each input's)",
+        default="auto",
+        help="format of restored_imgs/: auto (default: each input's, as GFPGAN), png, jpg, webp, bmp, tif",
     )
-    out.add_argument("--compare", action="store_true", help="also write input | reference | output images")
+    out.add_argument("--compare", action="store_true", help=argparse.SUPPRESS)  # cmp/ is always written
     out.add_argument("--skip-existing", action="store_true", help="skip inputs whose output exists")
     out.add_argument("--recursive", action="store_true", help="descend into sub-folders of input folders")
     out.add_argument("--strict", action="store_true", help="exit with 1 if any input was skipped")
@@ -179,18 +225,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _restore(args) -> int:
-    from ented.cli.restore_batch import Runner
+    from ented.cli.restore_batch import ALIGNED_FOLDER, PHOTO_FOLDER, Runner
     from ented.restoration import jobs as planning
 
     setup_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
     started = time.monotonic()
     output_dir = Path(args.output)
     try:
-        inputs = planning.find_inputs(args.inputs, args.recursive, exclude=output_dir)
+        found = planning.find_inputs(args.inputs, args.recursive, exclude=output_dir)
+        inputs = _without_earlier_outputs(found, args)
         if not inputs:
             raise planning.PlanError("no input images found in " + ", ".join(args.inputs))
-        options = (output_dir, args.ext, args.suffix, args.compare, args.allow_no_reference)
-        jobs = planning.plan_jobs(inputs, *planning.split_references(args.reference), *options)
+        references = planning.split_references(args.reference)
+        folder = output_dir / (ALIGNED_FOLDER if args.aligned else PHOTO_FOLDER)
+        jobs = planning.plan_jobs(
+            inputs, *references, folder, args.ext, args.suffix, False, args.allow_no_reference
+        )
         planning.check_writable(output_dir)
         restorer = _build_restorer(args)
     except (planning.PlanError, SetupError) as err:
@@ -200,9 +250,38 @@ def _restore(args) -> int:
         logger.warning(
             "no --reference given: restoring without a reference (ENTED then uses the input itself)"
         )
-    runner = Runner(restorer, args)
+    runner = Runner(restorer, args, _protected_files(jobs, references[1], output_dir))
     runner.run(jobs)
     return runner.summarise(time.monotonic() - started)
+
+
+def _without_earlier_outputs(inputs: list[tuple[Path, str]], args) -> list[tuple[Path, str]]:
+    """``inputs`` without the files found (not named) in the output folder's GFPGAN folders: earlier
+    outputs of this tool, when ``-o`` is an input folder searched with ``--recursive``."""
+    from ented.cli.restore_batch import FACE_FOLDERS, PHOTO_FOLDER
+
+    folders = [(Path(args.output) / name).resolve() for name in (PHOTO_FOLDER, *FACE_FOLDERS)]
+    named = {Path(argument) for argument in args.inputs}
+    kept = [
+        (path, name)
+        for path, name in inputs
+        if path in named or not any(folder in path.resolve().parents for folder in folders)
+    ]
+    if len(kept) < len(inputs):
+        logger.info("left out %d file(s) in the output's folders (earlier outputs)", len(inputs) - len(kept))
+    return kept
+
+
+def _protected_files(jobs, reference_folders, output_dir: Path) -> dict:
+    """What no per-face output may replace (the planned outputs are checked by ``plan_jobs``): inputs,
+    references, and files in reference folders except those in the output's GFPGAN folders (earlier
+    outputs). ``(device, inode)`` -> path, as :mod:`ented.restoration.jobs` keys them."""
+    from ented.cli.restore_batch import FACE_FOLDERS, PHOTO_FOLDER
+    from ented.restoration import jobs as planning
+
+    ours = [output_dir / name for name in (PHOTO_FOLDER, *FACE_FOLDERS)]
+    earlier = {path.resolve() for folder in ours if folder.is_dir() for path in folder.rglob("*")}
+    return planning._protected_files(jobs, reference_folders, earlier)
 
 
 class SetupError(Exception):
@@ -242,7 +321,30 @@ def _build_restorer(args):
             restorer.detector  # noqa: B018
         except (OSError, ValueError, ImportError) as err:
             raise SetupError(f"cannot build the face detector: {err}") from err
+        restorer.background = _build_background(args, restorer.device)
     return restorer
+
+
+def _build_background(args, device):
+    """The background upsampler (None: Lanczos inside the paste-back); Real-ESRGAN weights load now."""
+    if args.bg_upsampler == "lanczos":
+        if args.bg_weights:
+            logger.warning("--bg-weights is only used with --bg-upsampler realesrgan; ignored")
+        return None
+    if not args.bg_weights:
+        raise SetupError(
+            "--bg-upsampler realesrgan needs --bg-weights: a Real-ESRGAN RRDBNet file such as "
+            "RealESRGAN_x2plus.pth (nothing is downloaded)"
+        )
+    from safetensors import SafetensorError
+
+    from ented.restoration.background import RealESRGANUpsampler
+
+    half = args.precision == "fp16"
+    try:
+        return RealESRGANUpsampler(args.bg_weights, device, args.bg_tile, half=half)
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError, SafetensorError) as err:
+        raise SetupError(f"cannot load --bg-weights {args.bg_weights}: {err}") from err
 
 
 if __name__ == "__main__":

@@ -2,9 +2,17 @@
 
 Each reference file is aligned once (cached) and each input read once; the restorer gets arrays
 ready for it (:meth:`~ented.restoration.restorer.ENTEDRestorer.restore_prepared`,
-:meth:`~ented.restoration.restorer.ENTEDRestorer.restore_photo_prepared`). A face the reference
+:meth:`~ented.restoration.restorer.ENTEDRestorer.restore_photos_prepared`). A face the reference
 check refuses comes back unrestored and marked; its file is reported as skipped, the rest of the
-batch is written. One bad file never stops the run.
+batch is written. A photo without a face is written all the same (enlarged) and listed in the
+summary. One bad file never stops the run.
+
+Outputs follow GFPGAN's ``inference_gfpgan.py`` under the output folder (:class:`Layout`)::
+
+    restored_imgs/<name><suffix>.<ext>        the whole photo, faces pasted back (photos mode)
+    cropped_faces/<name>_<idx>.png            each aligned input face (photos mode)
+    restored_faces/<name>_<idx><suffix>.png   each restored face (aligned mode: <name><suffix>.<ext>)
+    cmp/<name>_<idx>.png                      input face | every reference | restored face, labelled
 """
 
 from __future__ import annotations
@@ -16,12 +24,32 @@ import numpy as np
 
 from ented.cli.arguments import EXIT_FAILED, EXIT_OK
 from ented.image_io import ImageReadError, load_image, save_image
+from ented.restoration.jobs import _file_key
 from ented.restoration.results import NoFaceError
 from ented.visualization import side_by_side
 
 logger = logging.getLogger(__name__)
 
-COMPARE_LABELS = ("input", "reference", "output")
+
+def comparison(crop: np.ndarray, references: list[np.ndarray], restored: np.ndarray | None) -> np.ndarray:
+    """Input face | each reference | restored face, labelled (a missing one: a grey "none" panel)."""
+    names = [f"reference {k + 1}" for k in range(len(references))] if len(references) > 1 else ["reference"]
+    return side_by_side([crop, *(references or [None]), restored], ["input", *names, "restored"], gap=4)
+
+
+def face_paths(output_dir: Path, name: str, index: int | None, suffix: str) -> dict[str, Path]:
+    """GFPGAN's per-face files: ``cropped_faces/``, ``restored_faces/`` and ``cmp/`` ``<name>_<index:02d>``
+    (``index`` None, aligned mode: ``restored_faces/`` is the planned output, ``cmp/<name>.png``)."""
+    stem = name if index is None else f"{name}_{index:02d}"
+    return {
+        "cropped_faces": output_dir / "cropped_faces" / f"{stem}.png",
+        "restored_faces": output_dir / "restored_faces" / f"{stem}{suffix}.png",
+        "cmp": output_dir / "cmp" / f"{stem}.png",
+    }
+
+
+PHOTO_FOLDER, ALIGNED_FOLDER = "restored_imgs", "restored_faces"  # where the planned outputs go
+FACE_FOLDERS = ("cropped_faces", "restored_faces", "cmp")
 # what a single file can go wrong with, past planning: unreadable, no face, unwritable, torch errors
 FILE_ERRORS = (OSError, ValueError, RuntimeError)
 
@@ -29,15 +57,19 @@ FILE_ERRORS = (OSError, ValueError, RuntimeError)
 class Runner:
     """Restores planned jobs one by one (aligned faces in batches), keeping going after failures."""
 
-    def __init__(self, restorer, args):
+    def __init__(self, restorer, args, protected: dict | None = None):
         self.restorer = restorer
         self.args = args
+        self.protected = protected or {}  # (device, inode) -> input or reference that no output replaces
         self.references_aligned = (
             True if args.aligned else {"auto": None, "yes": True, "no": False}[args.references_aligned]
         )
         self.restored: list = []
         self.skipped: list[tuple[Path, str]] = []
         self.existing: list[Path] = []  # left alone by --skip-existing
+        self.no_face: list[Path] = []  # photos without a face: written all the same, enlarged
+        self.notes: list[str] = []  # more lines for the summary (videos' frames without a face)
+        self.output_dir = Path(args.output)
         self.mismatch_warnings = 0
         self._references: dict[Path, np.ndarray | Exception] = {}
 
@@ -86,7 +118,7 @@ class Runner:
             raise cached
         return cached
 
-    def _references_for(self, job) -> list[np.ndarray] | None:
+    def references_for(self, job) -> list[np.ndarray] | None:
         try:
             return [self.reference(path) for path in job.references]
         except (ImageReadError, NoFaceError, ValueError) as err:
@@ -101,7 +133,7 @@ class Runner:
             except (ImageReadError, ValueError) as err:
                 self.skip(job, str(err))
                 continue
-            refs = self._references_for(job)
+            refs = self.references_for(job)
             if refs is not None:
                 ready.append((job, face, refs))
         if not ready:
@@ -113,12 +145,13 @@ class Runner:
             [[str(p) for p in job.references] for job, _, _ in ready],
         )
         refused = {check.face: check for check in result.refused}
-        self._count_warnings(result.checks)
+        self.count_warnings(result.checks)
         for (job, face, refs), restored in zip(ready, result.faces):
             if restored is None:
                 self.skip(job, "refused: " + refused[str(job.input)].message())
             else:
-                self._write(job, restored, [face, refs[0] if refs else None, restored])
+                if self._write(job, restored, [(None, face, restored)], refs):
+                    self.restored.append(job)
 
     def _run_photo(self, job) -> None:
         try:
@@ -126,43 +159,56 @@ class Runner:
         except ImageReadError as err:
             self.skip(job, str(err))
             return
-        refs = self._references_for(job)
+        refs = self.references_for(job)
         if refs is None:
             return
-        try:
-            result = self.restorer.restore_photo_prepared(
-                photo, refs, self.args.upscale, str(job.input), [str(p) for p in job.references]
-            )
-        except NoFaceError as err:
-            self.skip(job, str(err))
-            return
-        self._count_warnings(result.checks)
+        (result,) = self.restorer.restore_photos_prepared(
+            [photo], refs, self.args.upscale, [str(job.input)], [str(p) for p in job.references]
+        )
+        self.count_warnings(result.checks)
         if result.refused and all(face.restored is None for face in result.faces):
             self.skip(job, "refused: " + "; ".join(check.message() for check in result.refused))
             return
-        self._write(job, result.image, [photo, refs[0] if refs else None, result.image])
+        faces = [(index, face.crop, face.restored) for index, face in enumerate(result.faces)]
+        if self._write(job, result.image, faces, refs):
+            if result.faces:
+                self.restored.append(job)
+            else:
+                self.no_face.append(job.input)
 
-    def _count_warnings(self, checks) -> None:
+    def count_warnings(self, checks) -> None:
         self.mismatch_warnings += sum(1 for check in checks if not check.same_person and not check.refused)
 
-    def _write(self, job, image: np.ndarray, comparison: list) -> None:
-        try:
-            job.output.parent.mkdir(parents=True, exist_ok=True)
-            save_image(image, job.output)
-            if job.comparison is not None:
-                job.comparison.parent.mkdir(parents=True, exist_ok=True)
-                save_image(side_by_side(comparison, COMPARE_LABELS, gap=4), job.comparison)
-        except (OSError, ValueError) as err:
-            self.skip(job, f"could not write {job.output}: {err}")
-            return
-        self.restored.append(job)
+    def _write(self, job, image: np.ndarray, faces: list[tuple], refs: list[np.ndarray] | None) -> bool:
+        """Writes the planned output and, for each ``(index, crop, restored)`` face, GFPGAN's face files
+        (an aligned input, ``index`` None, is its own crop); False, reported, when a write fails."""
+        files = [(job.output, image)]
+        for index, crop, restored in faces:
+            paths = face_paths(self.output_dir, job.name, index, self.args.suffix)
+            if index is not None:
+                files.append((paths["cropped_faces"], crop))
+                files += [(paths["restored_faces"], restored)] if restored is not None else []
+            files.append((paths["cmp"], comparison(crop, refs or [], restored)))
+        for path, picture in files:
+            original = self.protected.get(_file_key(path))
+            if original is not None:
+                self.skip(job, f"{path} would overwrite the input or reference {original}")
+                return False
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                save_image(picture, path)
+            except (OSError, ValueError) as err:
+                self.skip(job, f"could not write {path}: {err}")
+                return False
+        return True
 
     def summarise(self, seconds: float) -> int:
         """Prints the summary; returns the exit status."""
-        total = len(self.restored) + len(self.skipped) + len(self.existing)
+        total = len(self.restored) + len(self.no_face) + len(self.skipped) + len(self.existing)
         existing = f", {len(self.existing)} already done" if self.existing else ""
+        no_face = f", {len(self.no_face)} without a face (written enlarged)" if self.no_face else ""
         print(
-            f"ented-restore: restored {len(self.restored)}, skipped {len(self.skipped)}{existing} "
+            f"ented-restore: restored {len(self.restored)}{no_face}, skipped {len(self.skipped)}{existing} "
             f"of {total} in {seconds:.1f} s; outputs in {self.args.output}"
         )
         resized = self.restorer.resized
@@ -178,6 +224,10 @@ class Runner:
                 size,
                 shown,
             )
+        for path in self.no_face:
+            print(f"  no face in {path}: written enlarged, not restored")
+        for note in self.notes:
+            print(f"  {note}")
         for path, reason in self.skipped:
             print(f"  skipped {path}: {reason}")
         if self.mismatch_warnings:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ented.image_io import describe
 from ented.restoration.reference_check import ReferenceMismatchError
 
 
@@ -65,6 +66,37 @@ def restore_any(
 
 def is_path(source: Any) -> bool:
     return isinstance(source, (str, os.PathLike))
+
+
+def name_of(source: Any, default: str) -> str:
+    """A path's name for messages, or ``default``."""
+    return describe(source, None) if is_path(source) else default
+
+
+def read_aligned(
+    restorer,
+    faces: list,
+    references: list[list | None] | None = None,
+    face_names: list[str] | None = None,
+    reference_names: list[list[str]] | None = None,
+) -> tuple[list[np.ndarray], list[list[np.ndarray] | None], list[str], list[list[str]]]:
+    """Aligned faces and their references of any kind, read and resized by ``restorer.prepare_aligned``:
+    the arguments of :meth:`~ented.restoration.restorer.ENTEDRestorer.restore_prepared`."""
+    references = [None] * len(faces) if references is None else references
+    if len(references) != len(faces):
+        raise ValueError(f"got {len(faces)} faces but {len(references)} reference entries")
+    face_names = face_names or [name_of(face, f"face {i}") for i, face in enumerate(faces)]
+    reference_names = reference_names or [
+        [name_of(r, f"reference {j}") for j, r in enumerate(refs or [])] for refs in references
+    ]
+    lq = [restorer.prepare_aligned(face, face_names[i]) for i, face in enumerate(faces)]
+    refs = [
+        [restorer.prepare_aligned(r, reference_names[i][j], "reference") for j, r in enumerate(entry)]
+        if entry
+        else None
+        for i, entry in enumerate(references)
+    ]
+    return lq, refs, face_names, reference_names
 
 
 def _is_single_image(source: Any) -> bool:

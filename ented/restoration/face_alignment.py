@@ -157,6 +157,7 @@ def paste_faces(
     affines: list[np.ndarray],
     crop_sizes: list[int] | None = None,
     upscale: float = 1.0,
+    background: np.ndarray | None = None,
 ) -> np.ndarray:
     """Pastes restored, aligned faces back into their photo, as facexlib's ``paste_faces_to_input_image``.
 
@@ -168,6 +169,8 @@ def paste_faces(
             side, as facexlib assumes). A face restored at another size is mapped onto the same spot.
         upscale: The output is the photo enlarged this many times (Lanczos), faces pasted at full
             resolution (facexlib's ``upscale_factor``).
+        background: The photo already enlarged by a background upsampler (e.g. Real-ESRGAN), brought to
+            the output size with Lanczos (facexlib's ``upsample_img``); default: ``image`` enlarged.
 
     Returns:
         A new ``(int(H * upscale), int(W * upscale), 3)`` uint8 photo.
@@ -180,7 +183,7 @@ def paste_faces(
         raise ValueError(f"upscale must be a positive number, got {upscale}")
     height, width = image.shape[:2]
     out_size = (int(width * upscale), int(height * upscale))
-    out = cv2.resize(image, out_size, interpolation=cv2.INTER_LANCZOS4)
+    out = cv2.resize(image if background is None else background, out_size, interpolation=cv2.INTER_LANCZOS4)
     for face, affine, crop_size in zip(faces, affines, crop_sizes):
         side = face.shape[0]
         if face.shape[1] != side:

@@ -59,6 +59,20 @@ class FaceDetection:
         return float(max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1]))
 
 
+def select_faces(detections: list[FaceDetection], selection: str, shape: tuple) -> list[FaceDetection]:
+    """``"all"`` detections (largest first, as detectors return them), the ``"largest"``, or the
+    ``"center"`` one: the box centre nearest the centre of an ``shape`` ``(H, W, ...)`` photo, as
+    facexlib's ``get_center_face`` (GFPGAN's ``--only_center_face``; the first of equals)."""
+    if selection == "all" or not detections:
+        return list(detections)
+    if selection == "largest":
+        return detections[:1]
+    if selection != "center":
+        raise ValueError(f"face selection must be 'all', 'largest' or 'center', got {selection!r}")
+    centre = np.array([shape[1] / 2, shape[0] / 2])
+    return [min(detections, key=lambda det: np.linalg.norm((det.box[:2] + det.box[2:4]) / 2 - centre))]
+
+
 class FaceDetector:
     """Base class: ``detect(image)`` returns the faces in an RGB uint8 photo, largest first."""
 

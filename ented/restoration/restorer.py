@@ -17,6 +17,7 @@ import contextlib
 import logging
 import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -27,14 +28,14 @@ from ented.hub_weights import resolve_device
 from ented.image_io import ImageLike, describe, from_network, load_image, resize, to_network
 from ented.restoration import any_input, pretrained
 from ented.restoration.face_alignment import align_face, landmarks_look_aligned, paste_faces
-from ented.restoration.face_detection import FaceDetector, build_detector
+from ented.restoration.face_detection import FaceDetector, build_detector, select_faces
 from ented.restoration.reference_check import IdentityCheck, ReferenceChecker
 from ented.restoration.results import AlignedResult, NoFaceError, PhotoResult, RestoredFace
 
 logger = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-FACE_SELECTIONS = ("all", "largest")
+FACE_SELECTIONS = ("all", "largest", "center")  # see face_detection.select_faces
 
 
 class ENTEDRestorer(pretrained.RestorerWeights):
@@ -54,7 +55,10 @@ class ENTEDRestorer(pretrained.RestorerWeights):
             (defaults: see :class:`ReferenceChecker`).
         detector, detector_weights: ``"mtcnn"`` (facenet-pytorch, offline), ``"retinaface"`` (facexlib,
             weights folder) or a :class:`FaceDetector`; built at first use, for whole photos only.
-        face_selection: In whole photos, restore ``"all"`` faces or only the ``"largest"``.
+        face_selection: In whole photos, restore ``"all"`` faces, only the ``"largest"``, or only the
+            ``"center"`` one (box centre nearest the photo's, facexlib's ``only_center_face``).
+        background: ``(photo, upscale) -> enlarged photo`` for whole photos (e.g.
+            :class:`~ented.restoration.background.RealESRGANUpsampler`); default: Lanczos, as facexlib.
     """
 
     def __init__(
@@ -70,6 +74,7 @@ class ENTEDRestorer(pretrained.RestorerWeights):
         detector: str | FaceDetector = "mtcnn",
         detector_weights: str | os.PathLike | None = None,
         face_selection: str = "all",
+        background: Callable[[np.ndarray, float], np.ndarray] | None = None,
     ):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
@@ -95,6 +100,7 @@ class ENTEDRestorer(pretrained.RestorerWeights):
         self.detector_name = detector if isinstance(detector, str) else detector.name
         self.detector_weights = detector_weights
         self.face_selection = face_selection
+        self.background = background
         self.resized: list[str] = []  # names of the inputs resized to the network size
 
     # ------------------------------------------------------------------ aligned faces
@@ -144,21 +150,9 @@ class ENTEDRestorer(pretrained.RestorerWeights):
                 the network uses the face itself). None: none for all.
             face_names, reference_names: For messages (default: the path, or ``face <i>``).
         """
-        references = [None] * len(faces) if references is None else references
-        if len(references) != len(faces):
-            raise ValueError(f"got {len(faces)} faces but {len(references)} reference entries")
-        face_names = face_names or [_name(face, f"face {i}") for i, face in enumerate(faces)]
-        reference_names = reference_names or [
-            [_name(r, f"reference {j}") for j, r in enumerate(refs or [])] for refs in references
-        ]
-        lq = [self.prepare_aligned(face, face_names[i]) for i, face in enumerate(faces)]
-        refs = [
-            [self.prepare_aligned(r, reference_names[i][j], "reference") for j, r in enumerate(entry)]
-            if entry
-            else None
-            for i, entry in enumerate(references)
-        ]
-        return self.restore_prepared(lq, refs, face_names, reference_names)
+        return self.restore_prepared(
+            *any_input.read_aligned(self, faces, references, face_names, reference_names)
+        )
 
     def restore_prepared(
         self,
@@ -252,38 +246,49 @@ class ENTEDRestorer(pretrained.RestorerWeights):
         """
         name = name or describe(photo, None)
         refs = any_input.as_list(references)
-        reference_names = reference_names or [_name(r, f"reference {j}") for j, r in enumerate(refs)]
-        aligned = [
-            self.align_reference(r, references_aligned, reference_names[j]) for j, r in enumerate(refs)
+        reference_names = reference_names or [
+            any_input.name_of(r, f"reference {j}") for j, r in enumerate(refs)
         ]
-        return self.restore_photo_prepared(load_image(photo, name), aligned, upscale, name, reference_names)
+        aligned = [self.align_reference(r, references_aligned, n) for r, n in zip(refs, reference_names)]
+        results = self.restore_photos_prepared(
+            [load_image(photo, name)], aligned, upscale, [name], reference_names
+        )
+        if not results[0].faces:
+            raise NoFaceError(f"{name}: no face found")
+        return results[0]
 
-    def restore_photo_prepared(
+    def restore_photos_prepared(
         self,
-        image: np.ndarray,
+        images: list[np.ndarray],
         references: list[np.ndarray],
         upscale: float = 1.0,
-        name: str = "photo",
+        names: list[str] | None = None,
         reference_names: list[str] | None = None,
-    ) -> PhotoResult:
-        """:meth:`restore_photo` for an RGB ``uint8`` photo and references already aligned ``(S, S, 3)``."""
+    ) -> list[PhotoResult]:
+        """:meth:`restore_photo` for RGB ``uint8`` photos (a video's frames) sharing references already
+        aligned ``(S, S, 3)``, their faces restored in batches across photos. A photo without a face
+        comes back enlarged all the same, with ``faces == []`` (no error)."""
         if not (math.isfinite(upscale) and upscale >= 1.0):
             raise ValueError(f"upscale must be a finite number >= 1, got {upscale}")
-        detections = self.detector.detect(image)
-        if not detections:
-            raise NoFaceError(f"{name}: no face found")
-        detections = detections[:1] if self.face_selection == "largest" else detections
-        crops, affines = zip(*(align_face(image, det.landmarks, self.size) for det in detections))
-        face_names = [name if len(detections) == 1 else f"{name} (face {i})" for i in range(len(detections))]
+        names = names or [f"photo {i}" for i in range(len(images))]
         reference_names = reference_names or [f"reference {j}" for j in range(len(references))]
-        result = self.restore_prepared(
-            list(crops), [references or None] * len(crops), face_names, [reference_names] * len(crops)
-        )
-        restored = [(face, a) for face, a in zip(result.faces, affines) if face is not None]
-        pasted = paste_faces(image, [f for f, _ in restored], [a for _, a in restored], upscale=upscale)
-        checks = result.checks or [None] * len(crops)
-        faces = [RestoredFace(*entry) for entry in zip(detections, affines, crops, result.faces, checks)]
-        return PhotoResult(image=pasted, faces=faces, references=references)
+        faces, face_names = [], []
+        for image, name in zip(images, names):
+            found = select_faces(self.detector.detect(image), self.face_selection, image.shape)
+            faces.append([(det, *align_face(image, det.landmarks, self.size)) for det in found])
+            face_names += [name if len(found) == 1 else f"{name} (face {i})" for i in range(len(found))]
+        crops = [crop for photo_faces in faces for _, crop, _ in photo_faces]
+        refs = [references or None] * len(crops)
+        result = self.restore_prepared(crops, refs, face_names, [reference_names] * len(crops))
+        restored, checks = iter(result.faces), iter(result.checks or [None] * len(crops))
+        results = []
+        for image, photo_faces in zip(images, faces):
+            mine = [RestoredFace(d, a, c, next(restored), next(checks)) for d, c, a in photo_faces]
+            kept = [(f.restored, f.affine) for f in mine if f.restored is not None]  # refused: not pasted
+            bg = None if self.background is None else self.background(image, upscale)
+            pasted = paste_faces(image, [f for f, _ in kept], [a for _, a in kept], None, upscale, bg)
+            results.append(PhotoResult(image=pasted, faces=mine, references=references))
+        return results
 
     # ------------------------------------------------------------------ one call for everything
 
@@ -291,7 +296,3 @@ class ENTEDRestorer(pretrained.RestorerWeights):
         """Restores one image or a batch of any kind, giving back that kind (see :func:`any_input.restore_any`;
         raises ``ReferenceMismatchError`` for a refused reference, after the whole batch)."""
         return any_input.restore_any(self, images, references, aligned, references_aligned)
-
-
-def _name(source: Any, default: str) -> str:
-    return describe(source, None) if any_input.is_path(source) else default
