@@ -35,6 +35,7 @@ from ented.cli.arguments import (
 logger = logging.getLogger(__name__)
 
 SUBCOMMANDS = ("restore", "convert", "export-onnx")
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 
 
 def _upscale(text: str) -> float:
@@ -83,7 +84,13 @@ def build_restore_parser() -> Parser:
         "restored (or some, others skipped), 1 nothing restored but something skipped (or anything skipped, "
         "with --strict), 2 the run could not start.",
     )
-    parser.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        help="image files, folders or glob patterns; video files ("
+        + ", ".join(VIDEO_EXTENSIONS)
+        + ") by name",
+    )
     parser.add_argument("-o", "--output", required=True, help="output folder (created if needed)")
     parser.add_argument(
         "-r",
@@ -189,7 +196,9 @@ def build_restore_parser() -> Parser:
     precision.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
     precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16")
     precision.add_argument("--bf16", dest="precision", action="store_const", const="bf16")
-    run.add_argument("--batch-size", type=positive_int, default=4, help="faces per forward pass")
+    run.add_argument(
+        "--batch-size", type=positive_int, default=4, help="faces per forward pass (video: frames per batch)"
+    )
 
     out = parser.add_argument_group("output")
     out.add_argument(
@@ -236,10 +245,18 @@ def _restore(args) -> int:
         inputs = _without_earlier_outputs(found, args)
         if not inputs:
             raise planning.PlanError("no input images found in " + ", ".join(args.inputs))
+        videos = [(path, name) for path, name in inputs if path.suffix.lower() in VIDEO_EXTENSIONS]
+        images = [entry for entry in inputs if entry not in videos]
+        if videos and args.aligned:
+            raise planning.PlanError("videos are restored as whole frames: leave out --aligned")
         references = planning.split_references(args.reference)
         folder = output_dir / (ALIGNED_FOLDER if args.aligned else PHOTO_FOLDER)
         jobs = planning.plan_jobs(
-            inputs, *references, folder, args.ext, args.suffix, False, args.allow_no_reference
+            images, *references, folder, args.ext, args.suffix, False, args.allow_no_reference
+        )
+        video_suffix = args.suffix or "_restored"
+        video_jobs = planning.plan_jobs(
+            videos, *references, output_dir, ".mp4", video_suffix, False, args.allow_no_reference
         )
         planning.check_writable(output_dir)
         restorer = _build_restorer(args)
@@ -250,8 +267,12 @@ def _restore(args) -> int:
         logger.warning(
             "no --reference given: restoring without a reference (ENTED then uses the input itself)"
         )
-    runner = Runner(restorer, args, _protected_files(jobs, references[1], output_dir))
+    runner = Runner(restorer, args, _protected_files(jobs + video_jobs, references[1], output_dir))
     runner.run(jobs)
+    if video_jobs:
+        from ented.cli.restore_video import restore_videos
+
+        restore_videos(runner, video_jobs)
     return runner.summarise(time.monotonic() - started)
 
 
