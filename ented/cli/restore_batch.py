@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 def comparison(crop: np.ndarray, references: list[np.ndarray], restored: np.ndarray | None) -> np.ndarray:
     """Input face | each reference | restored face, labelled (a missing one: a grey "none" panel)."""
-    names = [f"reference {k + 1}" for k in range(len(references))] if len(references) > 1 else ["reference"]
+    names = [f"ref {k + 1}" for k in range(len(references))] if len(references) > 1 else ["reference"]
     return side_by_side([crop, *(references or [None]), restored], ["input", *names, "restored"], gap=4)
 
 
