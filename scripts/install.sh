@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates .venv and installs ented with everything it needs (tests, GFPGAN for benchmarks, ONNX,
-# face detection, dlib identity).
+# face detection, dlib identity, video, Real-ESRGAN).
 # BasicSR 1.4.2 is a source archive whose build needs torch: torch goes in first, then the rest
 # without build isolation. Usage: bash scripts/install.sh   (PYTHON=python3.11 to pick another)
 set -euo pipefail
