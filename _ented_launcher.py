@@ -31,26 +31,12 @@ def _import_deferred(name: str):
             os.environ[DEFER_REGISTRATION_ENV] = previous
 
 
-def _parse_restore(module, argv: list[str]) -> None:
-    """``ented-restore``'s arguments, dispatched as :func:`ented.cli.restore.main` does."""
-    if argv and argv[0] in ("convert", "export-onnx"):
-        from ented.cli import weights
-
-        parser = weights.build_convert_parser() if argv[0] == "convert" else weights.build_export_parser()
-        parser.parse_args(argv[1:])
-        return
-    module.build_restore_parser().parse_args(argv[1:] if argv and argv[0] == "restore" else argv)
-
-
 def launch(module_name: str) -> int | None:
     """Parses ``sys.argv`` with ``module_name``'s parser, then registers ENTED and runs the module's
     ``main()``; returns what it returns. ``--help`` and bad arguments exit while parsing."""
     module = _import_deferred(module_name)
     argv = sys.argv[1:]
-    if hasattr(module, "parse_args"):
-        module.parse_args(argv)
-    else:  # ented.cli.restore, until it has a parse_args of its own
-        _parse_restore(module, argv)
+    module.parse_args(argv)
     import ented
 
     ented.register()

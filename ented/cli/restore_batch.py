@@ -5,7 +5,8 @@ ready for it (:meth:`~ented.restoration.restorer.ENTEDRestorer.restore_prepared`
 :meth:`~ented.restoration.restorer.ENTEDRestorer.restore_photos_prepared`). A face the reference
 check refuses comes back unrestored and marked; its file is reported as skipped, the rest of the
 batch is written. A photo without a face is written all the same (enlarged) and listed in the
-summary. One bad file never stops the run.
+summary. One bad file never stops the run. With ``--pick-references`` each face's references are
+chosen among the job's (:mod:`ented.cli.restore_picking`), from the same cache of aligned references.
 
 Outputs follow GFPGAN's ``inference_gfpgan.py`` under the output folder (:class:`Layout`)::
 
@@ -72,6 +73,11 @@ class Runner:
         self.output_dir = Path(args.output)
         self.mismatch_warnings = 0
         self._references: dict[Path, np.ndarray | Exception] = {}
+        self.picker = None  # --pick-references: each face's references chosen among the job's
+        if getattr(args, "pick_references", None):
+            from ented.cli.restore_picking import Picker
+
+            self.picker = Picker(self, args.pick_references)
 
     def skip(self, job, reason: str) -> None:
         reason = reason.removeprefix(f"{job.input}: ")  # library messages start with the file name
@@ -125,6 +131,14 @@ class Runner:
             self.skip(job, f"reference problem: {err}")
             return None
 
+    def chosen_for(self, job, face: np.ndarray) -> tuple[list[np.ndarray], list[str]] | None:
+        """An aligned input's references and their names: those picked for ``face`` with
+        ``--pick-references``, else all of the job's (None, reported: one cannot be had)."""
+        if self.picker is not None:
+            return self.picker.choose(job.references, face, str(job.input))
+        refs = self.references_for(job)
+        return None if refs is None else (refs, [str(path) for path in job.references])
+
     def _run_aligned(self, chunk) -> None:
         ready = []
         for job in chunk:
@@ -133,24 +147,24 @@ class Runner:
             except (ImageReadError, ValueError) as err:
                 self.skip(job, str(err))
                 continue
-            refs = self.references_for(job)
-            if refs is not None:
-                ready.append((job, face, refs))
+            chosen = self.chosen_for(job, face)
+            if chosen is not None:
+                ready.append((job, face, *chosen))
         if not ready:
             return
         result = self.restorer.restore_prepared(
-            [face for _, face, _ in ready],
-            [refs or None for _, _, refs in ready],
-            [str(job.input) for job, _, _ in ready],
-            [[str(p) for p in job.references] for job, _, _ in ready],
+            [face for _, face, _, _ in ready],
+            [refs or None for _, _, refs, _ in ready],
+            [str(job.input) for job, _, _, _ in ready],
+            [names for _, _, _, names in ready],
         )
         refused = {check.face: check for check in result.refused}
         self.count_warnings(result.checks)
-        for (job, face, refs), restored in zip(ready, result.faces):
+        for (job, face, refs, _), restored in zip(ready, result.faces):
             if restored is None:
                 self.skip(job, "refused: " + refused[str(job.input)].message())
             else:
-                if self._write(job, restored, [(None, face, restored)], refs):
+                if self._write(job, restored, [(None, face, restored, refs)]):
                     self.restored.append(job)
 
     def _run_photo(self, job) -> None:
@@ -159,18 +173,31 @@ class Runner:
         except ImageReadError as err:
             self.skip(job, str(err))
             return
-        refs = self.references_for(job)
-        if refs is None:
-            return
+        picked, choose = [], None  # --pick-references: each face's references, in face order
+        if self.picker is not None:
+            refs = []
+
+            def choose(crop: np.ndarray, name: str) -> tuple[list[np.ndarray], list[str]]:
+                chosen = self.picker.choose(job.references, crop, name)
+                picked.append(chosen[0])
+                return chosen
+
+        else:
+            refs = self.references_for(job)
+            if refs is None:
+                return
         (result,) = self.restorer.restore_photos_prepared(
-            [photo], refs, self.args.upscale, [str(job.input)], [str(p) for p in job.references]
+            [photo], refs, self.args.upscale, [str(job.input)], [str(p) for p in job.references], choose
         )
         self.count_warnings(result.checks)
         if result.refused and all(face.restored is None for face in result.faces):
             self.skip(job, "refused: " + "; ".join(check.message() for check in result.refused))
             return
-        faces = [(index, face.crop, face.restored) for index, face in enumerate(result.faces)]
-        if self._write(job, result.image, faces, refs):
+        faces = [
+            (index, face.crop, face.restored, picked[index] if picked else refs)
+            for index, face in enumerate(result.faces)
+        ]
+        if self._write(job, result.image, faces):
             if result.faces:
                 self.restored.append(job)
             else:
@@ -179,11 +206,11 @@ class Runner:
     def count_warnings(self, checks) -> None:
         self.mismatch_warnings += sum(1 for check in checks if not check.same_person and not check.refused)
 
-    def _write(self, job, image: np.ndarray, faces: list[tuple], refs: list[np.ndarray] | None) -> bool:
-        """Writes the planned output and, for each ``(index, crop, restored)`` face, GFPGAN's face files
-        (an aligned input, ``index`` None, is its own crop); False, reported, when a write fails."""
+    def _write(self, job, image: np.ndarray, faces: list[tuple]) -> bool:
+        """Writes the planned output and, for each ``(index, crop, restored, references)`` face, GFPGAN's
+        face files (an aligned input, ``index`` None, is its own crop); False, reported, when a write fails."""
         files = [(job.output, image)]
-        for index, crop, restored in faces:
+        for index, crop, restored, refs in faces:
             paths = face_paths(self.output_dir, job.name, index, self.args.suffix)
             if index is not None:
                 files.append((paths["cropped_faces"], crop))

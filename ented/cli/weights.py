@@ -53,9 +53,9 @@ def build_export_parser() -> Parser:
     return parser
 
 
-def convert(argv: list[str]) -> int:
-    """Runs ``ented-restore convert``; returns the exit status."""
-    args = build_convert_parser().parse_args(argv)
+def convert(args) -> int:
+    """Runs ``ented-restore convert`` on arguments parsed by :func:`build_convert_parser`; returns the
+    exit status."""
     from ented.restoration.pretrained import convert_basicsr_checkpoint
 
     setup_logging(logging.INFO)
@@ -70,9 +70,9 @@ def convert(argv: list[str]) -> int:
     return EXIT_OK
 
 
-def export_onnx(argv: list[str]) -> int:
-    """Runs ``ented-restore export-onnx``; returns the exit status."""
-    args = build_export_parser().parse_args(argv)
+def export_onnx(args) -> int:
+    """Runs ``ented-restore export-onnx`` on arguments parsed by :func:`build_export_parser`; returns
+    the exit status."""
     from ented.restoration.onnx_export import export_onnx
 
     setup_logging(logging.INFO)

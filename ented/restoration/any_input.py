@@ -99,6 +99,18 @@ def read_aligned(
     return lq, refs, face_names, reference_names
 
 
+def batches(refs: list[list | None], batch_size: int) -> list[list[int]]:
+    """Indices of consecutive faces in groups of at most ``batch_size`` with the same number of
+    references (``refs``: one list, or None, per face), so that each group stacks into one tensor."""
+    groups: list[list[int]] = []
+    for i, entry in enumerate(refs):
+        if groups and len(groups[-1]) < batch_size and len(refs[groups[-1][0]] or []) == len(entry or []):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
 def _is_single_image(source: Any) -> bool:
     if isinstance(source, (str, os.PathLike, Image.Image)):
         return True

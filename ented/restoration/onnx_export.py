@@ -65,8 +65,16 @@ def export_onnx(
         The path written.
 
     Raises:
+        ValueError: ``model`` is a restorer with ``reference_strength`` other than 1 (the graph has no
+            such input).
         RuntimeError: The ONNX output differs from PyTorch's by more than ``atol``.
     """
+    strength = getattr(model, "reference_strength", 1.0)
+    if strength != 1.0:
+        raise ValueError(
+            f"the ONNX graph runs the network at reference strength 1; this restorer uses {strength}: "
+            "export the network (restorer.net) or a restorer with reference_strength=1"
+        )
     net = getattr(model, "net", model)
     size = int(getattr(net, "out_size", None) or net.config["out_size"])
     graph = AlignedFaceGraph(copy.deepcopy(net).float().cpu()).eval()

@@ -59,6 +59,8 @@ class ENTEDRestorer(pretrained.RestorerWeights):
             ``"center"`` one (box centre nearest the photo's, facexlib's ``only_center_face``).
         background: ``(photo, upscale) -> enlarged photo`` for whole photos (e.g.
             :class:`~ented.restoration.background.RealESRGANUpsampler`); default: Lanczos, as facexlib.
+        reference_strength: ``s`` in [0, 1], passed to ENTED's ``forward``: E_ref's features become
+            ``(1 - s) E_ref(lq) + s E_ref(ref)``; 0 is exactly no reference, 1 (default) the full one.
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class ENTEDRestorer(pretrained.RestorerWeights):
         detector_weights: str | os.PathLike | None = None,
         face_selection: str = "all",
         background: Callable[[np.ndarray, float], np.ndarray] | None = None,
+        reference_strength: float = 1.0,
     ):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
@@ -82,6 +85,9 @@ class ENTEDRestorer(pretrained.RestorerWeights):
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if face_selection not in FACE_SELECTIONS:
             raise ValueError(f"face_selection must be one of {FACE_SELECTIONS}, got {face_selection!r}")
+        if not 0.0 <= reference_strength <= 1.0:
+            raise ValueError(f"reference_strength must be in [0, 1], got {reference_strength}")
+        self.reference_strength = float(reference_strength)
         self.device = resolve_device(device)
         self.precision = precision
         if precision == "fp16" and self.device.type == "cpu":
@@ -112,8 +118,9 @@ class ENTEDRestorer(pretrained.RestorerWeights):
         autocast = contextlib.nullcontext()
         if self.precision != "fp32":
             autocast = torch.autocast(device_type=self.device.type, dtype=PRECISIONS[self.precision])
+        strength = {} if self.reference_strength == 1.0 else {"reference_strength": self.reference_strength}
         with autocast:
-            out = self.net(lq.to(self.device), None if ref is None else ref.to(self.device))
+            out = self.net(lq.to(self.device), None if ref is None else ref.to(self.device), **strength)
         return out.float().clamp(-1.0, 1.0)
 
     def prepare_aligned(self, image: ImageLike, name: str | None = None, what: str = "face") -> np.ndarray:
@@ -164,7 +171,7 @@ class ENTEDRestorer(pretrained.RestorerWeights):
         """:meth:`restore_aligned` for faces and references already ``(S, S, 3)`` (no reading, no resizing)."""
         outputs: list[np.ndarray | None] = [None] * len(lq)
         checks: list[IdentityCheck] = []
-        for indices in self._batches(refs):
+        for indices in any_input.batches(refs, self.batch_size):
             ref_batch = None
             if refs[indices[0]]:
                 ref_batch = torch.stack([to_network(refs[i], self.device) for i in indices])
@@ -183,17 +190,6 @@ class ENTEDRestorer(pretrained.RestorerWeights):
                 for i, face in zip(indices, from_network(out)):
                     outputs[i] = face
         return AlignedResult(faces=outputs, checks=checks)
-
-    def _batches(self, refs: list[list[np.ndarray] | None]) -> list[list[int]]:
-        """Consecutive groups of at most ``batch_size`` faces with the same number of references."""
-        batches: list[list[int]] = []
-        for i, entry in enumerate(refs):
-            k = len(entry or [])
-            if batches and len(batches[-1]) < self.batch_size and len(refs[batches[-1][0]] or []) == k:
-                batches[-1].append(i)
-            else:
-                batches.append([i])
-        return batches
 
     # ------------------------------------------------------------------ whole photos
 
@@ -264,10 +260,12 @@ class ENTEDRestorer(pretrained.RestorerWeights):
         upscale: float = 1.0,
         names: list[str] | None = None,
         reference_names: list[str] | None = None,
+        choose: Callable[[np.ndarray, str], tuple[list[np.ndarray], list[str]]] | None = None,
     ) -> list[PhotoResult]:
         """:meth:`restore_photo` for RGB ``uint8`` photos (a video's frames) sharing references already
         aligned ``(S, S, 3)``, their faces restored in batches across photos. A photo without a face
-        comes back enlarged all the same, with ``faces == []`` (no error)."""
+        comes back enlarged all the same, with ``faces == []`` (no error). ``choose(crop, face name)``,
+        if given, returns each face's own ``(references, names)`` instead (e.g. a reference picker)."""
         if not (math.isfinite(upscale) and upscale >= 1.0):
             raise ValueError(f"upscale must be a finite number >= 1, got {upscale}")
         names = names or [f"photo {i}" for i in range(len(images))]
@@ -277,13 +275,15 @@ class ENTEDRestorer(pretrained.RestorerWeights):
             found = select_faces(self.detector.detect(image), self.face_selection, image.shape)
             faces.append([(det, *align_face(image, det.landmarks, self.size)) for det in found])
             face_names += [name if len(found) == 1 else f"{name} (face {i})" for i in range(len(found))]
-        crops = [crop for photo_faces in faces for _, crop, _ in photo_faces]
-        refs = [references or None] * len(crops)
-        result = self.restore_prepared(crops, refs, face_names, [reference_names] * len(crops))
-        restored, checks = iter(result.faces), iter(result.checks or [None] * len(crops))
+        crops = [crop for detected in faces for _, crop, _ in detected]
+        choose = choose or (lambda crop, name: (references, reference_names))
+        chosen = [choose(crop, name) for crop, name in zip(crops, face_names)]
+        refs, ref_names = [refs or None for refs, _ in chosen], [names for _, names in chosen]
+        result = self.restore_prepared(crops, refs, face_names, ref_names)
+        restored, checks = iter(zip(result.faces, face_names)), {check.face: check for check in result.checks}
         results = []
-        for image, photo_faces in zip(images, faces):
-            mine = [RestoredFace(d, a, c, next(restored), next(checks)) for d, c, a in photo_faces]
+        for image, detected in zip(images, faces):
+            mine = [RestoredFace(d, a, c, o, checks.get(n)) for (d, c, a), (o, n) in zip(detected, restored)]
             kept = [(f.restored, f.affine) for f in mine if f.restored is not None]  # refused: not pasted
             bg = None if self.background is None else self.background(image, upscale)
             pasted = paste_faces(image, [f for f, _ in kept], [a for _, a in kept], None, upscale, bg)
