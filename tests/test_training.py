@@ -400,18 +400,6 @@ def test_trainable_codebook_starts_from_the_first_batch_latents(faces, tmp_path)
     assert not model.codebook_pending_init
 
 
-def test_reference_attention_loss_joins_the_generator_step(faces, tmp_path):
-    opt = train_options(faces, "reference_attention", total_iter=1, checkpoint_freq=1)
-    opt["train"]["reference_attention_opt"] = {"type": "ENTEDReferenceAttentionLoss", "loss_weight": 1.0}
-    with pytest.raises(ValueError, match="no reference_attention"):
-        model_from(opt, tmp_path)
-    opt["network_g"]["reference_attention"] = [SIZE]
-    model = model_from(opt, tmp_path)
-    model.feed_data(batch(faces, opt))
-    model.optimize_parameters(1)
-    assert float(model.log_dict["l_g_ref_attention"]) > 0
-
-
 def test_validation_image_names_do_not_double_the_identity():
     from ented.models.ented_model import _sample_name
 

@@ -48,7 +48,6 @@ TRAIN_OPTIONS = BASICSR_TRAIN_KEYS | {
     "pixel_opt",
     "perceptual_opt",
     "attention_opt",
-    "reference_attention_opt",
     "identity_opt",
     "gan_opt",
 }
@@ -167,14 +166,10 @@ class ENTEDModel(BaseModel):
             self.net_d.train()
 
         self.losses = torch.nn.ModuleDict()
-        for name in ("pixel", "perceptual", "attention", "reference_attention", "identity", "gan"):
+        for name in ("pixel", "perceptual", "attention", "identity", "gan"):
             loss_opt = train_opt.get(f"{name}_opt")
             if loss_opt is not None:
                 self.losses[name] = build_loss(loss_opt).to(self.device)
-        if "reference_attention" in self.losses and not self.get_bare_model(self.net_g).config.get(
-            "reference_attention"
-        ):
-            raise ValueError("train.reference_attention_opt is set but network_g has no reference_attention")
         if "gan" in self.losses and self.net_d is None:
             raise ValueError("train.gan_opt is set but there is no network_d to train against")
         self.vq_weight = float(train_opt.get("vq_weight", 1.0))
@@ -297,10 +292,6 @@ class ENTEDModel(BaseModel):
                 terms["l_g_style"] = style
         if "attention" in self.losses and self.ref is not None:
             terms["l_g_attention"] = self.losses["attention"](aux["texture_attention"], self.ref, self.gt)
-        if "reference_attention" in self.losses and self.ref is not None:
-            terms["l_g_ref_attention"] = self.losses["reference_attention"](
-                aux["reference_attention"], self.ref, self.gt
-            )
         if "identity" in self.losses:
             terms["l_g_identity"] = self.losses["identity"](output, self.gt)
         if "vq" in aux and self.vq_weight > 0:
