@@ -11,7 +11,10 @@ For a checkpoint trained by ``benchmarks/reference_detail.py`` (its run folder),
   preference; a label that locked onto the moles would score far above 1);
 - ``alpha``: the identity residual's weight;
 - for networks with reference attention, the learned width of its displacement prior (sigma, in
-  positions of its scale).
+  positions of its scale);
+- ``erased-mark recall by displacement``: the true reference's erased-mark recall (the metric's
+  definition, mark by mark) split by how far each mark sits in the reference from its place in the
+  ground truth (pixels, both FFHQ-aligned) -- does the network follow the pose or copy by position?
 
 Example: ``python benchmarks/reference_paths.py bench_ref/runs/faithful/seed0 --data bench_ref/data.json``
 """
@@ -26,7 +29,11 @@ import torch.nn.functional as F
 import yaml
 
 from ented.experiment import load_trained_network
+from ented.metrics.identity_detail_metric import calculate_ented_mark_recall
 from ented.reference_detail import bgr_image, triplet_options
+
+DISPLACEMENT_BINS = ((0.0, 0.5), (0.5, 1.0), (1.0, 2.0), (2.0, float("inf")))  # pixels
+HIDDEN = "hidden"  # erased marks the reference does not show
 
 
 def mark_map(marks: torch.Tensor, size: int) -> torch.Tensor:
@@ -56,6 +63,7 @@ def main() -> None:
     size = opt["network_g"]["out_size"]
     dataset = build_dataset(triplet_options(data, args.split, size))
     reference_effect, input_effect, mark_preference = [], [], {}
+    recalled_by_bin = {bin_: [] for bin_ in DISPLACEMENT_BINS + (HIDDEN,)}
     with torch.no_grad():
         for index in range(len(dataset)):
             sample = dataset[index]
@@ -66,6 +74,8 @@ def main() -> None:
             grey = lambda t: torch.from_numpy(bgr_image(t[0]).astype(np.float32).mean(-1))  # noqa: E731
             reference_effect.append((grey(out) - grey(net(lq, None)))[face].abs().mean().item())
             input_effect.append((grey(out) - grey(net(other["lq"][None], ref)))[face].abs().mean().item())
+            for bin_, recalled in _recall_by_displacement(sample, out).items():
+                recalled_by_bin[bin_] += recalled
             ref_marks = mark_map(_ref_marks(sample), size)
             ref_face = F.interpolate(face[None, None].float(), size=size)[0, 0] > 0.5
             for layer, (extraction, _) in enumerate(aux["texture_attention"]):
@@ -82,10 +92,37 @@ def main() -> None:
         print(
             f"labels on marks, {layer}: most mark-seeking label x{np.median(values):.2f} (median over images)"
         )
+    for bin_, recalled in recalled_by_bin.items():
+        recall = f"{np.mean(recalled):.2f}" if recalled else "-"
+        where = (
+            "the reference does not show"
+            if bin_ == HIDDEN
+            else f"{bin_[0]:g}-{bin_[1]:g} px away in the reference"
+        )
+        print(f"erased-mark recall, marks {where}: {recall} ({len(recalled)} marks)")
     if net.identity_alpha is not None:
         print(f"identity residual alpha: {net.identity_alpha.item():.3f}")
     for res, module in net.reference_attention.items():
         print(f"reference attention at {res}px: sigma {module.log_sigma.exp().tolist()}")
+
+
+def _recall_by_displacement(sample: dict, out: torch.Tensor) -> dict:
+    """{bin: [1.0 / 0.0 per erased mark]}: whether the output shows each erased mark (as
+    ``calculate_ented_mark_recall`` scores it), binned by its displacement between gt and reference."""
+    gt, lq, output = bgr_image(sample["gt"]), bgr_image(sample["lq"]), bgr_image(out[0])
+    ref_marks = _ref_marks(sample).numpy()
+    marks = sample["marks"].numpy()[: len(ref_marks)]  # sidecar order: the same mark in every photo
+    binned = {bin_: [] for bin_ in DISPLACEMENT_BINS + (HIDDEN,)}
+    for mark, ref_mark in zip(marks, ref_marks):
+        recalled = calculate_ented_mark_recall(output, gt, marks=mark[None], lq=lq, erased_only=True)
+        if np.isnan(recalled):
+            continue  # not visible, too faint, or not erased
+        if ref_mark[3] < 0.5:
+            binned[HIDDEN].append(recalled)  # the reference does not show it
+            continue
+        shift = float(np.hypot(*(mark[:2] - ref_mark[:2])))
+        binned[next(b for b in DISPLACEMENT_BINS if b[0] <= shift < b[1])].append(recalled)
+    return binned
 
 
 def _ref_marks(sample: dict) -> torch.Tensor:
