@@ -9,7 +9,7 @@
 # The measuring run stops starting compiled runs when they would end past --budget-s
 # (they are recorded as skipped) and is interrupted at MEASURE_LIMIT_S; whatever it measured
 # is already in speed.jsonl (rewritten atomically after each record).
-# ENTED_BENCHMARK_DRY_RUN=1 runs the same commands on CPU with tiny networks (tests/test_benchmark_speed.py).
+# ENTED_BENCHMARK_DRY_RUN=1 runs the same commands on CPU with tiny networks (tests/benchmark/test_benchmark_speed.py).
 # PYTHON names the interpreter (default: python).
 set -euo pipefail
 

@@ -20,7 +20,7 @@ import sys
 from ented.image_formats import DEFAULT_MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS_ENV
 
 # ented.data.synthetic_faces.RENDERERS, written out: importing ented.data loads torch and BasicSR
-# (its datasets), and the parser imports nothing heavy (tests/test_cli_help.py checks the two agree)
+# (its datasets), and the parser imports nothing heavy (tests/cli/test_cli_help.py checks the two agree)
 RENDERERS = ("posed", "flat")
 
 

@@ -8,7 +8,7 @@ from ented.restoration.face_alignment import align_face
 
 # The five landmarks (left eye, right eye, nose, left and right mouth corners; x, y in pixels) of
 # skimage.data.astronaut(), as MTCNN (facenet-pytorch 2.6.0) finds them (checked by
-# tests/test_restoration_alignment.py).
+# tests/restoration/test_restoration_alignment.py).
 ASTRONAUT_LANDMARKS = np.array(
     [[205.01, 101.73], [246.76, 103.71], [224.67, 128.96], [201.72, 139.25], [245.27, 141.86]],
     dtype=np.float64,

@@ -22,7 +22,7 @@ see the same crops::
 
 facexlib is an optional dependency (the ``face`` extra) and its helper cannot be built without
 downloading detection and parsing weights, so these steps are written out here;
-``tests/test_facexlib_parity.py`` runs facexlib's own methods on the same inputs and requires
+``tests/restoration/test_facexlib_parity.py`` runs facexlib's own methods on the same inputs and requires
 identical pixels.
 """
 

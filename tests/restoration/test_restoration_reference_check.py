@@ -4,7 +4,7 @@ warnings and refusals, and how the backend is chosen.
 No ArcFace weights ship offline, so the tests pass an explicit tiny encoder with random weights.
 They are built so that they still mean something: a face compared with itself must score 1 and
 higher than with a very different image, and the threshold is placed between the two. The dlib
-backend, the default, is tested with real faces in tests/test_dlib_identity.py.
+backend, the default, is tested with real faces in tests/metrics/test_dlib_identity.py.
 """
 
 import numpy as np

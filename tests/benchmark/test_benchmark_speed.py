@@ -20,7 +20,7 @@ import torch
 
 from ented.benchmark import speed, speed_report
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SUITE = REPO / "benchmarks" / "gpu_suite.sh"
 
 

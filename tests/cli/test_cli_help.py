@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "basicsr", "cv2")
 # "ented-train=_ented_launcher:train" in setup.py's console_scripts
 SCRIPTS = dict(

@@ -14,7 +14,7 @@ from ented.hub_weights import UnreadableFileError, UnsafeFileError
 from ented.restoration import CheckpointMismatchError
 from ented.restoration import pretrained as pt
 
-# TINY_ENTED_64 of tests/test_archs.py, with the arguments JSON cannot hold as they are: int keys, tuples
+# TINY_ENTED_64 of tests/archs/test_archs.py, with the arguments JSON cannot hold as they are: int keys, tuples
 TINY_64 = dict(out_size=64, width=1 / 16, style_dim=16, code_dim=8, codebook_size=32)
 ARGUMENTS = dict(TINY_64, channels={64: 256, 32: 384}, lq_skips=(32,), reference_attention=(32,))
 

@@ -137,7 +137,7 @@ def test_torch_floor_has_safe_default_loading():
     import re
     from pathlib import Path
 
-    setup = (Path(__file__).resolve().parents[1] / "setup.py").read_text(encoding="utf-8")
+    setup = (Path(__file__).resolve().parents[2] / "setup.py").read_text(encoding="utf-8")
     floor = re.search(r'"torch>=(\d+)\.(\d+)', setup)
     assert floor and (int(floor.group(1)), int(floor.group(2))) >= (2, 6), setup
 
@@ -261,7 +261,7 @@ def test_runner_fixes_apply_lets_basicsr_runner_resume_on_cpu(faces, trained_run
 def test_readme_tells_users_of_basicsr_runner_to_apply_the_fixes():
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     section = readme.split("### BasicSR's runner directly", 1)[1].split("\n## ", 1)[0]
     assert "runner_fixes.apply()" in section and "train_pipeline(os.getcwd())" in section
     assert section.index("runner_fixes.apply()") < section.index("train_pipeline(os.getcwd())")

@@ -1,6 +1,6 @@
 """FFHQ alignment geometry (synthetic landmarks, no detector) and face detection on a real photo.
 
-Pixel-for-pixel agreement with facexlib is tested in tests/test_facexlib_parity.py.
+Pixel-for-pixel agreement with facexlib is tested in tests/restoration/test_facexlib_parity.py.
 """
 
 import logging

@@ -19,7 +19,7 @@ from ented.data.preparation import prepare_split
 from ented.data.synthetic_faces import write_synthetic_identity_set
 from ented.models.ented_model import VGG19_URL, check_metrics_fit_dataset
 
-OPTIONS = Path(__file__).resolve().parents[1] / "options"
+OPTIONS = Path(__file__).resolve().parents[2] / "options"
 SIZE = 32
 TINY_G = {
     "type": "ENTED",

@@ -49,7 +49,7 @@ def _forward_loss(net, inputs):
 @pytest.mark.parametrize("name", REGISTERED)
 def test_registered_arch_forward_backward(name, seeded):
     assert name in TINY_ARCHS, (
-        f"{name} is registered but has no tiny config in tests/test_archs.py::TINY_ARCHS"
+        f"{name} is registered but has no tiny config in tests/archs/test_archs.py::TINY_ARCHS"
     )
     kwargs, make_inputs = TINY_ARCHS[name]
     net = ARCH_REGISTRY.get(name)(**kwargs)

@@ -14,7 +14,7 @@ from basicsr.utils.registry import (
     MODEL_REGISTRY,
 )
 
-OPTION_FILES = sorted((Path(__file__).resolve().parents[1] / "options").glob("*.yml"))
+OPTION_FILES = sorted((Path(__file__).resolve().parents[2] / "options").glob("*.yml"))
 
 
 def load(path: Path) -> dict:
