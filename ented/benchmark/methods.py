@@ -7,8 +7,12 @@ A method is given on the command line as ``kind[:[name=]weights]``:
 - ``ented:<weights>``: an ENTED network, anything :func:`ented.restoration.pretrained.load_network`
   reads (a pretrained folder, a BasicSR ``.pth`` with its option YAML, an experiment folder, a
   ``.safetensors`` file, ``hf://`` specs). Several may be given, e.g. ``ented:dense=a ented:sparse=b``.
+- ``ented-blind:<weights>``: an ENTED network run without references (``ref=None``: it reads its own
+  input as reference), e.g. one trained blind (``reference: none``).
 - ``gfpgan:<weights.pth>``: ``gfpgan.archs.gfpganv1_clean_arch.GFPGANv1Clean`` in GFPGAN v1.3/v1.4's
-  released configuration (``params_ema`` of e.g. ``GFPGANv1.4.pth``), built at the test size.
+  released configuration (``params_ema`` of e.g. ``GFPGANv1.4.pth``), built at the test size; or a
+  BasicSR checkpoint of :class:`~ented.archs.gfpgan_baseline_arch.ENTEDGFPGANv1Clean` with its option
+  YAML in the experiment folder (``ented-benchmark train``), built as that YAML says.
 - ``codeformer:<weights.pth>``: CodeFormer in a worker process
   (:mod:`ented.benchmark.codeformer_worker`), fidelity weight ``w`` from ``--codeformer-w``.
 
@@ -36,8 +40,14 @@ from ented.hub_weights import is_hub_spec, read_state_dict
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("bicubic", "ented", "gfpgan", "codeformer")
-DISPLAY = {"bicubic": "bicubic", "ented": "ENTED", "gfpgan": "GFPGAN", "codeformer": "CodeFormer"}
+KINDS = ("bicubic", "ented", "ented-blind", "gfpgan", "codeformer")
+DISPLAY = {
+    "bicubic": "bicubic",
+    "ented": "ENTED",
+    "ented-blind": "ENTED (no reference)",
+    "gfpgan": "GFPGAN",
+    "codeformer": "CodeFormer",
+}
 WORKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "codeformer_worker.py")
 _HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
@@ -109,7 +119,7 @@ def missing_weights(spec: MethodSpec) -> str | None:
     """Why the method cannot run for lack of weights (a message), or None when they are there."""
     if spec.weights is None or is_hub_spec(spec.weights) or os.path.exists(spec.weights):
         return None
-    if spec.kind == "ented" and _HUB_REPO_ID.match(spec.weights):
+    if spec.kind in ("ented", "ented-blind") and _HUB_REPO_ID.match(spec.weights):
         return None  # a Hub repo id: load_network reads the Hub cache (errors are reported there)
     return f"weights {spec.weights} not found"
 
@@ -189,9 +199,25 @@ class NetworkRunner:
 
 
 def build_gfpgan(weights: str, size: int) -> torch.nn.Module:
-    """GFPGANv1Clean in GFPGAN v1.3/v1.4's released configuration at ``size``, weights loaded strictly."""
+    """GFPGANv1Clean at ``size``, weights loaded strictly: a checkpoint of ``ENTEDGFPGANv1Clean`` with
+    its option YAML (``ented-benchmark train``) as that YAML says, else GFPGAN v1.3/v1.4's released
+    configuration."""
     from ented.benchmark import networks
-    from ented.restoration.pretrained import load_weights
+    from ented.restoration.pretrained import find_option_file, load_network, load_weights
+
+    if os.path.isfile(weights) and find_option_file(weights) is not None:
+        from ented.archs.gfpgan_baseline_arch import ENTEDGFPGANv1Clean
+
+        net = load_network(weights)
+        if not isinstance(net, ENTEDGFPGANv1Clean):
+            raise ValueError(
+                f"GFPGAN weights {weights}: its option YAML builds {type(net).__name__}, not GFPGAN"
+            )
+        if net.config["out_size"] != size:
+            raise ValueError(
+                f"GFPGAN weights {weights} are for {net.config['out_size']} px faces; this test set is {size} px"
+            )
+        return net
 
     model = networks.build_gfpgan(size)
     state, used = read_state_dict(weights, nested_keys=("params_ema", "params"), what="GFPGAN weights")
@@ -281,10 +307,11 @@ def build_runner(spec: MethodSpec, size: int, device, seed: int = 0):
     """The runner of ``spec`` (see the module docstring); its weights must be there."""
     if spec.kind == "bicubic":
         return BicubicRunner(size)
-    if spec.kind == "ented":
+    if spec.kind in ("ented", "ented-blind"):
         from ented.restoration.pretrained import load_network
 
-        return NetworkRunner(load_network(spec.weights), device, uses_reference=True, seed=seed)
+        uses_reference = spec.kind == "ented"
+        return NetworkRunner(load_network(spec.weights), device, uses_reference=uses_reference, seed=seed)
     if spec.kind == "gfpgan":
         return NetworkRunner(build_gfpgan(spec.weights, size), device, uses_reference=False, seed=seed)
     return CodeFormerRunner(spec.weights, device=device, **spec.options)

@@ -57,7 +57,7 @@ LABELS = {
     "erased_mark_recall": "erased-mark recall",
 }
 LOWER_IS_BETTER = {"lpips", "niqe", "landmarks", "fid"}
-METHOD_ORDER = ("bicubic", "gfpgan", "codeformer", "ented")  # the grids' and the table's order
+METHOD_ORDER = ("bicubic", "gfpgan", "codeformer", "ented-blind", "ented")  # the grids' and the table's order
 NIQE_BLOCK = 96  # BasicSR's NIQE scores 96x96 blocks
 
 
@@ -88,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "methods",
         nargs="+",
         metavar="METHOD",
-        help="bicubic | ented:[name=]WEIGHTS | gfpgan:[name=]WEIGHTS.pth | codeformer:[name=]WEIGHTS.pth",
+        help="bicubic | ented:[name=]WEIGHTS | ented-blind:[name=]WEIGHTS (run without references) | gfpgan:[name=]WEIGHTS.pth | codeformer:[name=]WEIGHTS.pth",
     )
     methods.add_argument(
         "--codeformer-w", type=float, default=0.5, help="CodeFormer's fidelity weight w (default 0.5)"

@@ -4,6 +4,7 @@
 
     ented-benchmark quality --list testset/test_list.txt --gt-root faces --output bench bicubic ented:run
     ented-benchmark speed ...
+    ented-benchmark train --output bench_train
 
 Each sub-command is a module with ``run(args) -> int`` and ``add_arguments(parser)`` (or a light
 module of its own for the options, so that ``ented-benchmark <command> --help`` imports no torch),
@@ -26,6 +27,11 @@ SUBCOMMANDS = {
         "ented.benchmark.speed",
         "speed and size of ENTED and the other restorers",
         "ented.benchmark.speed_options",
+    ),
+    "train": (
+        "ented.benchmark.train",
+        "train ENTED, blind ENTED and GFPGANv1Clean on the same data and budget, then score them",
+        "ented.benchmark.train_options",
     ),
 }
 

@@ -27,6 +27,10 @@ TINY_ARCHS = {
         dict(layers=(1, 1, 1, 1), base_channels=8, embedding_dim=32, input_size=32),
         lambda: (_images(2, 32),),
     ),
+    "ENTEDGFPGANv1Clean": (
+        dict(out_size=32, num_style_feat=16, channel_multiplier=1, narrow=1 / 32, num_mlp=1),
+        lambda: (_images(2, 32),),
+    ),
 }
 REGISTERED = sorted(name for name, _ in ARCH_REGISTRY if name.upper().startswith("ENTED"))
 

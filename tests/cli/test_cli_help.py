@@ -78,6 +78,7 @@ def test_help_imports_neither_torch_nor_basicsr(script):
     [
         ("ented-benchmark", ["quality", "--help"]),
         ("ented-benchmark", ["speed", "--help"]),
+        ("ented-benchmark", ["train", "--help"]),
         ("ented-prepare", ["synthetic", "--help"]),
         ("ented-restore", ["convert", "--help"]),
         ("ented-restore", ["export-onnx", "--help"]),
