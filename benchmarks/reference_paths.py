@@ -26,9 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 
-from ented.experiment import load_trained_network
+from ented.experiment import load_run
 from ented.metrics.identity_detail_metric import calculate_ented_mark_recall
 from ented.reference_detail import bgr_image, triplet_options
 
@@ -56,9 +55,7 @@ def main() -> None:
 
     import ented  # noqa: F401  (registers)
 
-    (option_file,) = (args.run / "options").glob("*.yml")
-    opt = yaml.safe_load(option_file.read_text())
-    net = load_trained_network(opt, args.run / "experiments" / opt["name"] / "models" / "net_g_latest.pth")
+    opt, net = load_run(args.run)
     data = json.loads(args.data.read_text())
     size = opt["network_g"]["out_size"]
     dataset = build_dataset(triplet_options(data, args.split, size))

@@ -59,6 +59,24 @@ def train(opt: dict, workdir: Path) -> Path:
     return workdir / "experiments" / opt["name"] / "models" / "net_g_latest.pth"
 
 
+def load_run(workdir: Path) -> tuple:
+    """``(opt, network)`` of a folder :func:`train` wrote: the option file whose run has a final
+    checkpoint there (``options/<name>.yml`` and ``experiments/<name>/models/net_g_latest.pth``).
+
+    Raises:
+        FileNotFoundError: naming the folder, when no option file there has a trained run.
+    """
+    workdir = Path(workdir)
+    for option_file in sorted((workdir / "options").glob("*.yml")):
+        opt = yaml.safe_load(option_file.read_text(encoding="utf-8"))
+        checkpoint = workdir / "experiments" / str(opt.get("name")) / "models" / "net_g_latest.pth"
+        if checkpoint.is_file():
+            return opt, load_trained_network(opt, checkpoint)
+    raise FileNotFoundError(
+        f"{workdir}: no options/<name>.yml with a trained experiments/<name>/models/net_g_latest.pth"
+    )
+
+
 def load_trained_network(opt: dict, checkpoint: Path):
     """The ``network_g`` of ``opt`` with the EMA weights of ``checkpoint``, in eval mode."""
     from basicsr.archs import build_network

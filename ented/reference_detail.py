@@ -237,13 +237,18 @@ def mean_and_std(runs: list) -> tuple:
 
 
 def markdown_table(rows: dict, columns=METRICS) -> str:
-    """``rows``: {row label: {metric: [per-seed values]}} -> a Markdown table of mean ± std."""
+    """``rows``: {row label: {metric: [per-seed values]}} -> a Markdown table of mean ± std (the
+    value alone where there is one)."""
     header = "| | " + " | ".join(columns) + " |"
     lines = [header, "|---|" + "---:|" * len(columns)]
     for label, metrics in rows.items():
         cells = []
         for column in columns:
-            mean, std = mean_and_std(metrics.get(column, []))
-            cells.append("-" if math.isnan(mean) else f"{mean:.3f} ± {std:.3f}")
+            values = metrics.get(column, [])
+            mean, std = mean_and_std(values)
+            if math.isnan(mean):
+                cells.append("-")
+            else:
+                cells.append(f"{mean:.3f}" if len(values) == 1 else f"{mean:.3f} ± {std:.3f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

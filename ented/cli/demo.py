@@ -82,6 +82,7 @@ def write_comparison(net, data: dict, path: Path, count: int = 4) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ented.atomic_io import atomic_write_text
     from ented.reference_detail import CONDITIONS, evaluate_conditions, prepare_posed_data
 
     started = time.perf_counter()
@@ -99,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         degradation=degradation_of(train_opt["datasets"]["train"]),
     )
+    # the paths of the set, for the probes of benchmarks/ (reference_paths.py, reference_strength.py)
+    atomic_write_text(workdir / "data.json", json.dumps(data))
     logger.info("demo data ready in %.1f s", time.perf_counter() - started)
     test_set = {
         "dataroot_gt": data["faces"],

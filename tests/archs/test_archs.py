@@ -6,12 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
+from tiny_configs import TINY_ENTED, TINY_ENTED_64
 
 from ented.archs.ented_arch import ENTED
 from ented.archs.ented_discriminator_arch import ENTEDDiscriminator, minibatch_stddev
-
-TINY_ENTED = dict(out_size=32, width=1 / 16, style_dim=16, code_dim=8, codebook_size=32)
-TINY_ENTED_64 = dict(TINY_ENTED, out_size=64)
 
 
 def _images(batch, size, refs=None):

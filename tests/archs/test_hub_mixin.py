@@ -8,6 +8,7 @@ import torch
 from huggingface_hub import ModelCard
 from restoration_fixtures import populate_hub_cache
 from safetensors.torch import save_file
+from tiny_configs import TINY_ENTED_64 as TINY_64
 
 from ented.archs.ented_arch import ENTED
 from ented.hub_weights import UnreadableFileError, UnsafeFileError
@@ -15,7 +16,6 @@ from ented.restoration import CheckpointMismatchError
 from ented.restoration import pretrained as pt
 
 # TINY_ENTED_64 of tests/archs/test_archs.py, with the arguments JSON cannot hold as they are: int keys, tuples
-TINY_64 = dict(out_size=64, width=1 / 16, style_dim=16, code_dim=8, codebook_size=32)
 ARGUMENTS = dict(TINY_64, channels={64: 256, 32: 384}, lq_skips=(32,), reference_attention=(32,))
 
 

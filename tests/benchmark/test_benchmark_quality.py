@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from basicsr.metrics import calculate_psnr
-from test_archs import TINY_ENTED_64
+from tiny_configs import TINY_ENTED_64
 
 from ented.benchmark import quality
 from ented.benchmark.codeformer_worker import StandInCodeFormer
@@ -295,6 +295,6 @@ def test_top_level_help_imports_no_subcommand(monkeypatch, capsys):
 
 
 def test_absent_subcommand_module_is_a_clear_error(monkeypatch):
-    monkeypatch.setitem(cli.SUBCOMMANDS, "later", ("ented.benchmark.not_written_yet", "not yet"))
+    monkeypatch.setitem(cli.SUBCOMMANDS, "later", ("ented.benchmark.not_written_yet", "not yet", None))
     with pytest.raises(SystemExit, match="no ented.benchmark.not_written_yet module"):
         cli.main(["later"])
