@@ -31,7 +31,7 @@ from PIL import Image
 from ented.data.degradation import FaceDegradation
 from ented.data.synthetic_faces import generate_synthetic_faces
 from ented.dlib_identity import DLIB_SAME_PERSON_DISTANCE, DlibFaceDescriptor, NoFaceError
-from ented.restoration.face_alignment import align_face, alignment_transform
+from ented.face_alignment import align_face, alignment_transform
 
 SIZE = 512
 

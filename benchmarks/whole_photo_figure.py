@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 
 from ented.experiment import load_run
+from ented.face_alignment import ffhq_template
 from ented.image_io import load_image, write_image_atomic
-from ented.restoration.face_alignment import ffhq_template
 from ented.restoration.face_detection import FaceDetection, FaceDetector
 from ented.restoration.restorer import ENTEDRestorer
 from ented.visualization import side_by_side

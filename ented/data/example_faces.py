@@ -1,10 +1,10 @@
 """A real photo for documentation and tests: the astronaut of ``skimage.data`` (public domain),
-aligned the FFHQ way (:mod:`ented.restoration.face_alignment`, facexlib's alignment) from stored
+aligned the FFHQ way (:mod:`ented.face_alignment`, facexlib's alignment) from stored
 landmarks, so no face detector is needed."""
 
 import numpy as np
 
-from ented.restoration.face_alignment import align_face
+from ented.face_alignment import align_face
 
 # The five landmarks (left eye, right eye, nose, left and right mouth corners; x, y in pixels) of
 # skimage.data.astronaut(), as MTCNN (facenet-pytorch 2.6.0) finds them (checked by

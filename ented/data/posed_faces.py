@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ented.restoration.face_alignment import alignment_transform, invert_affine
+from ented.face_alignment import alignment_transform, invert_affine
 
 _TEXTURE_GRID = 48  # the skin pattern: a random field over the frontal chart [-1, 1] x [-1.4, 1.4]
 _SUPERSAMPLE = 2

@@ -10,8 +10,8 @@ Nothing here registers anything in BasicSR. Typical use::
 The command line is ``ented-restore`` (:mod:`ented.cli.restore`). See docs/restoring.md.
 """
 
+from ented.face_alignment import align_face, ffhq_template, paste_faces
 from ented.image_io import ImageReadError, load_image, save_image
-from ented.restoration.face_alignment import align_face, ffhq_template, paste_faces
 from ented.restoration.face_detection import FaceDetection, FaceDetector, build_detector
 from ented.restoration.onnx_export import export_onnx
 from ented.restoration.pretrained import (

@@ -1,7 +1,7 @@
 """Background upsamplers: the whole photo enlarged before the restored faces are pasted on it.
 
 GFPGAN's ``--upscale N --bg_upsampler realesrgan``: the photo is enlarged N times and the faces are
-pasted at that size (:func:`ented.restoration.face_alignment.paste_faces`). An upsampler is a
+pasted at that size (:func:`ented.face_alignment.paste_faces`). An upsampler is a
 callable ``(photo, upscale) -> enlarged photo`` on RGB ``uint8`` arrays ``(H, W, 3) ->
 (int(H * upscale), int(W * upscale), 3)``, given to ``ENTEDRestorer(background=...)``; without one
 the paste-back enlarges the photo with Lanczos, as facexlib does.

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ented.face_alignment import align_face, landmarks_look_aligned, paste_faces
 from ented.hub_weights import resolve_device
 from ented.image_io import ImageLike, describe, from_network, load_image, resize, to_network
 from ented.restoration import any_input, pretrained
-from ented.restoration.face_alignment import align_face, landmarks_look_aligned, paste_faces
 from ented.restoration.face_detection import FaceDetector, build_detector, select_faces
 from ented.restoration.reference_check import IdentityCheck, ReferenceChecker
 from ented.restoration.results import AlignedResult, NoFaceError, PhotoResult, RestoredFace

@@ -10,7 +10,7 @@ import pytest
 from ented.data.posed_faces import decode_face_mask, project_marks
 from ented.data.sidecars import sidecar_path
 from ented.data.synthetic_faces import iter_synthetic_faces, write_synthetic_identity_set
-from ented.restoration.face_alignment import ffhq_template
+from ented.face_alignment import ffhq_template
 
 SIZE = 128
 

@@ -8,7 +8,7 @@ by stand-ins, and a stand-in detector hands it our landmarks, so its own ``get_f
 import numpy as np
 import pytest
 
-from ented.restoration.face_alignment import (
+from ented.face_alignment import (
     FACEXLIB_BORDER_BGR,
     align_face,
     ffhq_template,

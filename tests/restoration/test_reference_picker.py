@@ -16,9 +16,9 @@ from ented.data.example_faces import ASTRONAUT_LANDMARKS, astronaut_face
 from ented.data.posed_faces import render_posed_face, sample_head_identity, sample_head_view
 from ented.data.synthetic_faces import generate_synthetic_faces
 from ented.dlib_identity import DlibFaceDescriptor, NoFaceError
+from ented.face_alignment import align_face
 from ented.image_io import save_image
 from ented.restoration import results
-from ented.restoration.face_alignment import align_face
 from ented.restoration.reference_check import DLIB_THRESHOLD
 from ented.restoration.reference_picker import (
     Candidate,

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ented.restoration.face_alignment import (
+from ented.face_alignment import (
     DEFAULT_BORDER_VALUE,
     align_face,
     alignment_transform,

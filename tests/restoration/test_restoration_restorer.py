@@ -6,9 +6,9 @@ import torch
 from PIL import Image
 from restoration_fixtures import face, forward, tiny_net
 
+from ented.face_alignment import ffhq_template, transform_points
 from ented.image_io import from_network
 from ented.restoration import ENTEDRestorer, NoFaceError
-from ented.restoration.face_alignment import ffhq_template, transform_points
 from ented.restoration.face_detection import FaceDetection, FaceDetector
 
 

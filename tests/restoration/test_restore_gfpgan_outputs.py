@@ -8,7 +8,7 @@ from PIL import Image
 from restoration_fixtures import save, tiny_net
 
 from ented.cli.restore import main
-from ented.restoration.face_alignment import align_face, paste_faces
+from ented.face_alignment import align_face, paste_faces
 from ented.restoration.face_detection import FaceDetection, select_faces
 from ented.restoration.pretrained import save_pretrained
 
