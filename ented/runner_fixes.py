@@ -209,7 +209,9 @@ class ForwardToBasicsrLogger(logging.Handler):
 
     Args:
         once_set_up: Forward only once a runner has given BasicSR's logger its handlers (for
-            ``import ented`` + BasicSR's runner, where ``ented``'s records also reach the root logger).
+            ``import ented`` + BasicSR's runner, where ``ented``'s records also reach the root logger;
+            when the root logger has a console of its own, only to BasicSR's log file, so that no
+            line shows twice on the console).
     """
 
     def __init__(self, once_set_up: bool = False):
@@ -224,9 +226,13 @@ class ForwardToBasicsrLogger(logging.Handler):
             basicsr_logger.handle(record)
             return
         on_root = logging.getLogger().handlers  # the record reaches those through ented's propagation
+        root_console = any(type(h) is logging.StreamHandler for h in on_root)
         for handler in basicsr_logger.handlers:  # BasicSR's own handlers only, not its parents'
-            if handler not in on_root and record.levelno >= handler.level:
-                handler.handle(record)
+            if handler in on_root or record.levelno < handler.level:
+                continue
+            if root_console and type(handler) is logging.StreamHandler:
+                continue  # the root logger's console already shows it: BasicSR's log file only
+            handler.handle(record)
 
 
 def _forwarder(ented_logger: logging.Logger) -> ForwardToBasicsrLogger | None:

@@ -59,3 +59,24 @@ def test_entry_points_forward_once_at_basicsr_level(basicsr_logger):
         ented_logger.propagate = propagate
     assert [r.getMessage() for r in records] == ["rank 0 note"]  # once, never twice
     assert sum(isinstance(h, runner_fixes.ForwardToBasicsrLogger) for h in ented_logger.handlers) == 1
+
+
+def test_with_a_root_console_ented_messages_go_to_basicsrs_file_only(basicsr_logger, tmp_path):
+    import io
+
+    logger, records = basicsr_logger
+    root = logging.getLogger()
+    root_console, basicsr_console = io.StringIO(), io.StringIO()
+    root_handler = logging.StreamHandler(root_console)
+    log_file = logging.FileHandler(tmp_path / "train.log")
+    logger.handlers[:] = [logging.StreamHandler(basicsr_console), log_file]
+    root.addHandler(root_handler)
+    try:
+        runner_fixes.apply()
+        logging.getLogger("ented.data.some_dataset").warning("dataset note")
+    finally:
+        root.removeHandler(root_handler)
+        log_file.close()
+    assert root_console.getvalue().count("dataset note") == 1
+    assert basicsr_console.getvalue() == ""  # not a second time on the console
+    assert "dataset note" in (tmp_path / "train.log").read_text()
