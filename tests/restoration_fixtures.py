@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import shutil
@@ -85,11 +84,3 @@ def populate_hub_cache(cache_dir: Path, repo_id: str, files: dict[str, Path], co
         target.parent.mkdir(parents=True, exist_ok=True)
         os.symlink(os.path.relpath(blob, target.parent), target)
     (repo_dir / "refs" / "main").write_text(commit)
-
-
-@functools.lru_cache(maxsize=1)
-def mtcnn():
-    """One MTCNN detector shared by the tests (building it costs about a second)."""
-    from ented.restoration.face_detection import build_detector
-
-    return build_detector("mtcnn")

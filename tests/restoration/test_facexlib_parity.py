@@ -104,13 +104,11 @@ def test_faces_off_the_photo_get_facexlibs_grey(monkeypatch):
     assert tuple(mine[0, 0]) == FACEXLIB_BORDER_BGR[::-1]  # its BGR grey, in our RGB
 
 
-def test_astronaut_with_mtcnn_landmarks(monkeypatch):
-    pytest.importorskip("facenet_pytorch")
-    from restoration_fixtures import mtcnn
+def test_astronaut_with_mtcnn_landmarks(monkeypatch, mtcnn):
     from skimage.data import astronaut
 
     photo = astronaut()
-    landmarks = [face.landmarks for face in mtcnn().detect(photo)]
+    landmarks = [face.landmarks for face in mtcnn.detect(photo)]
     assert len(landmarks) == 1
     for size, upscale in [(512, 1), (512, 2)]:
         theirs_crops, restored, theirs_pasted, _ = facexlib_crops_and_paste(

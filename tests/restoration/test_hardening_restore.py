@@ -84,12 +84,9 @@ def test_references_are_recognised_however_they_are_named(tmp_path, weights, cap
 # ----------------------------------------------------------------------------- 15a: tiny photos
 
 
-def test_photo_smaller_than_the_detector_minimum_has_no_face(tmp_path, weights, capsys):
-    pytest.importorskip("facenet_pytorch")
-    from restoration_fixtures import mtcnn
-
+def test_photo_smaller_than_the_detector_minimum_has_no_face(tmp_path, weights, capsys, mtcnn):
     for shape in ((12, 12, 3), (19, 300, 3), (300, 1, 3)):
-        assert mtcnn().detect(np.full(shape, 128, np.uint8)) == []
+        assert mtcnn.detect(np.full(shape, 128, np.uint8)) == []
     save(face(1, size=16), tmp_path / "in" / "small.png")
     args = [str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-w", str(weights), "--no-progress"]
     assert main(args) == 0  # written all the same, as GFPGAN does, and listed

@@ -117,14 +117,12 @@ def test_paste_mask_and_alignment_test():
         align_face(smooth_photo(), np.zeros((5, 2)), size=64)
 
 
-def test_mtcnn_finds_the_astronaut():
-    pytest.importorskip("facenet_pytorch")
-    from restoration_fixtures import mtcnn
+def test_mtcnn_finds_the_astronaut(mtcnn):
     from skimage.data import astronaut
 
     from ented.data.example_faces import ASTRONAUT_LANDMARKS
 
-    faces = mtcnn().detect(astronaut())
+    faces = mtcnn.detect(astronaut())
     assert len(faces) == 1
     x1, y1, x2, y2 = faces[0].box
     assert 150 < x1 < x2 < 300 and 40 < y1 < y2 < 200  # her face, not the flag or the helmet
@@ -135,7 +133,7 @@ def test_mtcnn_finds_the_astronaut():
     np.testing.assert_allclose(faces[0].landmarks, ASTRONAUT_LANDMARKS, atol=0.05)
     crop, _ = align_face(astronaut(), faces[0].landmarks, 128)
     assert crop.shape == (128, 128, 3)
-    assert mtcnn().detect(np.full((120, 120, 3), 200, np.uint8)) == []
+    assert mtcnn.detect(np.full((120, 120, 3), 200, np.uint8)) == []
 
 
 @pytest.fixture

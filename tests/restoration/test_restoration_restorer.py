@@ -153,13 +153,11 @@ def test_whole_photo_restores_and_pastes_only_the_faces(restorer):
         empty.restore_photo(photo, face(2), name="photo.png")
 
 
-def test_whole_photo_with_mtcnn_on_the_astronaut(restorer):
-    pytest.importorskip("facenet_pytorch")
-    from restoration_fixtures import mtcnn
+def test_whole_photo_with_mtcnn_on_the_astronaut(restorer, mtcnn):
     from skimage.data import astronaut
 
     photo = astronaut()
-    net_restorer = ENTEDRestorer(restorer.net, device="cpu", reference_check="off", detector=mtcnn())
+    net_restorer = ENTEDRestorer(restorer.net, device="cpu", reference_check="off", detector=mtcnn)
     # the reference is a photo too: it gets detected and aligned (a 32x32 crop of her face)
     result = net_restorer.restore_photo(photo, photo[::2, ::2].copy())
     assert len(result.faces) == 1 and result.references[0].shape == (32, 32, 3)
