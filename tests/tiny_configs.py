@@ -3,3 +3,12 @@ through tests/conftest.py)."""
 
 TINY_ENTED = dict(out_size=32, width=1 / 16, style_dim=16, code_dim=8, codebook_size=32)
 TINY_ENTED_64 = dict(TINY_ENTED, out_size=64)
+# network_g / dataset pieces of tiny option files (32 px)
+TINY_NETWORK_G = dict(type="ENTED", **TINY_ENTED)
+NORMALISE = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+TEST_DEGRADATION = {
+    "blur_sigma": [1, 2],
+    "downsample_range": [2, 3],
+    "noise_range": [0, 5],
+    "jpeg_range": [70, 90],
+}

@@ -13,6 +13,7 @@ import torch
 import yaml
 from basicsr.models import build_model
 from basicsr.utils.registry import DATASET_REGISTRY
+from tiny_configs import NORMALISE, TEST_DEGRADATION, TINY_NETWORK_G
 
 from ented import runner_fixes
 from ented.data.preparation import prepare_split
@@ -21,21 +22,6 @@ from ented.models.ented_model import VGG19_URL, check_metrics_fit_dataset
 
 OPTIONS = Path(__file__).resolve().parents[2] / "options"
 SIZE = 32
-TINY_G = {
-    "type": "ENTED",
-    "out_size": SIZE,
-    "width": 1 / 16,
-    "style_dim": 16,
-    "code_dim": 8,
-    "codebook_size": 32,
-}
-NORMALISE = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
-DEGRADATION = {
-    "blur_sigma": [1, 2],
-    "downsample_range": [2, 3],
-    "noise_range": [0, 5],
-    "jpeg_range": [70, 90],
-}
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +43,7 @@ def train_dataset(faces) -> dict:
         "meta_info": faces["train_list"],
         "out_size": SIZE,
         **NORMALISE,
-        **DEGRADATION,
+        **TEST_DEGRADATION,
         # BasicSR's own keys stay allowed
         "num_worker_per_gpu": 0,
         "batch_size_per_gpu": 2,
@@ -84,7 +70,7 @@ def options(root, stage=2, **train) -> dict:
         "world_size": 1,
         "auto_resume": False,
         "root_path": str(root),
-        "network_g": dict(TINY_G),
+        "network_g": dict(TINY_NETWORK_G),
         "path": {
             "pretrain_network_g": None,
             "resume_state": None,

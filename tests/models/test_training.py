@@ -11,28 +11,14 @@ import pytest
 import torch
 import yaml
 from basicsr.models import build_model
+from tiny_configs import NORMALISE, TEST_DEGRADATION, TINY_NETWORK_G
 
 from ented.atomic_io import atomic_torch_save
 from ented.data.preparation import prepare_split, prepare_test_set
 from ented.data.synthetic_faces import write_synthetic_identity_set
 
 SIZE = 32
-TINY_G = {
-    "type": "ENTED",
-    "out_size": SIZE,
-    "width": 1 / 16,
-    "style_dim": 16,
-    "code_dim": 8,
-    "codebook_size": 32,
-}
 TINY_D = {"type": "ENTEDDiscriminator", "out_size": SIZE, "width": 1 / 16}
-NORMALISE = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
-TEST_DEGRADATION = {
-    "blur_sigma": [1, 2],
-    "downsample_range": [2, 3],
-    "noise_range": [0, 5],
-    "jpeg_range": [70, 90],
-}
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +88,7 @@ def train_options(faces, name, total_iter, checkpoint_freq, gan=False) -> dict:
                 **NORMALISE,
             },
         },
-        "network_g": dict(TINY_G),
+        "network_g": dict(TINY_NETWORK_G),
         "path": {"pretrain_network_g": None, "resume_state": None},
         "train": train,
         "val": {
