@@ -7,6 +7,7 @@ then parses the same ``sys.argv`` again.
 """
 
 import argparse
+import os
 
 
 def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -33,3 +34,18 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
         help="override option entries, e.g. train:ema_decay=0.999",
     )
     return parser
+
+
+def run_pipeline(stage: str) -> None:
+    """Runs BasicSR's ``train_pipeline`` or ``test_pipeline`` (``stage``: "train" or "test") in the
+    working directory, with ENTED registered and :mod:`ented.runner_fixes` applied."""
+    import importlib
+
+    import ented
+    from ented import runner_fixes
+
+    ented.register()  # before the runner looks names up (done already unless registration was deferred)
+    runner_fixes.apply()
+    runner_fixes.log_into_basicsr_logger()
+    pipeline = getattr(importlib.import_module(f"basicsr.{stage}"), f"{stage}_pipeline")
+    pipeline(os.getcwd())

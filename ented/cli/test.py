@@ -5,9 +5,8 @@ working directory.
 """
 
 import argparse
-import os
 
-from ented.cli.basicsr_arguments import build_parser
+from ented.cli.basicsr_arguments import build_parser, run_pipeline
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -16,16 +15,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main() -> None:
-    import ented
-    from ented import runner_fixes
-
-    ented.register()  # before the runner looks names up (done already unless registration was deferred)
-
-    runner_fixes.apply()
-    runner_fixes.log_into_basicsr_logger()
-    from basicsr.test import test_pipeline
-
-    test_pipeline(os.getcwd())
+    run_pipeline("test")
 
 
 if __name__ == "__main__":
