@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import skimage.data
 
-from ented.data.example_faces import astronaut_face
 from ented.data.synthetic_faces import generate_synthetic_faces
 from ented.dlib_identity import DlibFaceDescriptor, NoFaceError, landmarks_68
 from ented.image_io import to_network
@@ -17,17 +16,7 @@ from ented.metrics.identity_metric import calculate_ented_identity_similarity
 from ented.restoration import ReferenceChecker
 from ented.restoration.reference_check import DLIB_THRESHOLD
 
-SIZE = 256
-
-
-@pytest.fixture(scope="module")
-def descriptor():
-    return DlibFaceDescriptor(aligned=True)
-
-
-@pytest.fixture(scope="module")
-def astronaut():
-    return astronaut_face(SIZE)
+SIZE = 256  # conftest's ASTRONAUT_SIZE: the size of the `astronaut` fixture
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from scipy.stats import spearmanr
 from ented.data.example_faces import ASTRONAUT_LANDMARKS, astronaut_face
 from ented.data.posed_faces import render_posed_face, sample_head_identity, sample_head_view
 from ented.data.synthetic_faces import generate_synthetic_faces
-from ented.dlib_identity import DlibFaceDescriptor, NoFaceError
+from ented.dlib_identity import NoFaceError
 from ented.face_alignment import align_face
 from ented.image_io import save_image
 from ented.restoration import results
@@ -29,17 +29,7 @@ from ented.restoration.reference_picker import (
     sharpness,
 )
 
-SIZE = 256
-
-
-@pytest.fixture(scope="module")
-def descriptor():
-    return DlibFaceDescriptor(aligned=True)
-
-
-@pytest.fixture(scope="module")
-def astronaut():
-    return astronaut_face(SIZE)
+SIZE = 256  # conftest's ASTRONAUT_SIZE: the size of the `astronaut` fixture
 
 
 @pytest.fixture(scope="module")
