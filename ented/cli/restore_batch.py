@@ -84,10 +84,8 @@ class Runner:
         logger.warning("skipped %s: %s", job.input, reason)
         self.skipped.append((job.input, reason))
 
-    def run(self, jobs) -> None:
-        from tqdm.auto import tqdm
-        from tqdm.contrib.logging import logging_redirect_tqdm
-
+    def to_do(self, jobs) -> list:
+        """The jobs to run; the others are recorded as skipped (with their reason) or already done."""
         todo = []
         for job in jobs:
             if job.skip_reason:
@@ -96,6 +94,13 @@ class Runner:
                 self.existing.append(job.input)
             else:
                 todo.append(job)
+        return todo
+
+    def run(self, jobs) -> None:
+        from tqdm.auto import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        todo = self.to_do(jobs)
         disable = self.args.no_progress or self.args.quiet
         with logging_redirect_tqdm(), tqdm(total=len(todo), unit="image", disable=disable) as bar:
             step = self.restorer.batch_size if self.args.aligned else 1

@@ -21,19 +21,12 @@ logger = logging.getLogger(__name__)
 
 def restore_videos(runner, jobs) -> None:
     """Restores the planned video jobs one by one; a video that fails is skipped and reported."""
-    for job in jobs:
-        if job.skip_reason:
-            runner.skip(job, job.skip_reason)
-        elif runner.args.skip_existing and job.output.exists():
-            runner.existing.append(job.input)
-        else:
-            try:
-                restore_video(runner, job)
-            except (VideoError, *FILE_ERRORS) as err:
-                runner.skip(
-                    job, f"{type(err).__name__}: {err}" if not isinstance(err, VideoError) else str(err)
-                )
-                logger.debug("error details", exc_info=True)
+    for job in runner.to_do(jobs):
+        try:
+            restore_video(runner, job)
+        except (VideoError, *FILE_ERRORS) as err:
+            runner.skip(job, f"{type(err).__name__}: {err}" if not isinstance(err, VideoError) else str(err))
+            logger.debug("error details", exc_info=True)
 
 
 def restore_video(runner, job) -> None:
