@@ -43,9 +43,14 @@ from ented.reference_detail import (
 
 SIZE = 64
 VARIANTS = {
-    "faithful": {"network_g": {"reference_attention": []}, "reference": "matched"},
-    "dense": {"network_g": {}, "reference": "matched"},
-    "blind": {"network_g": {}, "reference": "none"},
+    "faithful": {"network_g": {"reference_attention": []}, "dataset": {"reference": "matched"}},
+    "dense": {"network_g": {}, "dataset": {"reference": "matched"}},
+    "flow": {
+        "network_g": {"reference_flow": True},
+        "dataset": {"reference": "matched", "correspondences": True},
+        "train": {"flow_opt": {"type": "ENTEDReferenceFlowLoss", "loss_weight": 0.1}},
+    },
+    "blind": {"network_g": {}, "dataset": {"reference": "none"}},
 }
 
 
@@ -56,7 +61,8 @@ def variant_options(base: dict, variant: str, data: dict, seed: int, iters: int,
     opt["manual_seed"] = seed
     opt["network_g"].update(spec["network_g"])
     train_set = opt["datasets"]["train"]
-    train_set.update(dataroot_gt=data["faces"], meta_info=data["train_list"], reference=spec["reference"])
+    train_set.update(dataroot_gt=data["faces"], meta_info=data["train_list"], **spec["dataset"])
+    opt["train"].update(spec.get("train", {}))
     del opt["datasets"]["val"]  # scored afterwards, under every condition
     opt.pop("val", None)
     opt["train"]["total_iter"] = iters

@@ -15,6 +15,9 @@ For a checkpoint trained by ``benchmarks/reference_detail.py`` (its run folder),
 - ``erased-mark recall by displacement``: the true reference's erased-mark recall (the metric's
   definition, mark by mark) split by how far each mark sits in the reference from its place in the
   ground truth (pixels, both FFHQ-aligned) -- does the network follow the pose or copy by position?
+- for networks with a reference flow, its error at each scale: the mean distance (pixels, L1 over
+  x and y) between where the flow sends each known point of the ground truth and where the
+  reference shows it (:mod:`ented.data.correspondences`), next to the error of no flow at all.
 
 Example: ``python benchmarks/reference_paths.py bench_ref/runs/faithful/seed0 --data bench_ref/data.json``
 """
@@ -27,7 +30,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ented.data.correspondences import correspondence_rows
+from ented.data.sidecars import read_sidecar
 from ented.experiment import load_run
+from ented.losses.reference_flow_loss import ENTEDReferenceFlowLoss
 from ented.metrics.identity_detail_metric import calculate_ented_mark_recall
 from ented.reference_detail import bgr_image, triplet_options
 
@@ -61,6 +67,7 @@ def main() -> None:
     dataset = build_dataset(triplet_options(data, args.split, size))
     reference_effect, input_effect, mark_preference = [], [], {}
     recalled_by_bin = {bin_: [] for bin_ in DISPLACEMENT_BINS + (HIDDEN,)}
+    flow_error, flow_loss = {}, ENTEDReferenceFlowLoss(loss_weight=1.0)
     with torch.no_grad():
         for index in range(len(dataset)):
             sample = dataset[index]
@@ -71,6 +78,10 @@ def main() -> None:
             grey = lambda t: torch.from_numpy(bgr_image(t[0]).astype(np.float32).mean(-1))  # noqa: E731
             reference_effect.append((grey(out) - grey(net(lq, None)))[face].abs().mean().item())
             input_effect.append((grey(out) - grey(net(other["lq"][None], ref)))[face].abs().mean().item())
+            rows = _correspondences(sample, size)
+            for res, flow in aux["reference_flow"].items():
+                flow_error.setdefault(res, []).append(float(flow_loss({res: flow[:, :1]}, rows, size)))
+                flow_error.setdefault("none", []).append(float(flow_loss({res: 0 * flow[:, :1]}, rows, size)))
             for bin_, recalled in _recall_by_displacement(sample, out).items():
                 recalled_by_bin[bin_] += recalled
             ref_marks = mark_map(_ref_marks(sample), size)
@@ -101,6 +112,18 @@ def main() -> None:
         print(f"identity residual alpha: {net.identity_alpha.item():.3f}")
     for res, module in net.reference_attention.items():
         print(f"reference attention at {res}px: sigma {module.log_sigma.exp().tolist()}")
+    for res, errors in flow_error.items():
+        what = "no flow" if res == "none" else f"the reference flow at {res}px"
+        print(f"correspondence error of {what}: {np.mean(errors):.2f} px (mean over points and images)")
+
+
+def _correspondences(sample: dict, size: int) -> torch.Tensor:
+    """(1, 1, N, 5) known correspondences between the gt and the (first) reference."""
+    import os
+
+    ref_path = sample["ref_path"].split(os.pathsep)[0]
+    rows = correspondence_rows(read_sidecar(sample["gt_path"]), read_sidecar(ref_path), size)
+    return torch.from_numpy(rows)[None, None]
 
 
 def _recall_by_displacement(sample: dict, out: torch.Tensor) -> dict:

@@ -22,6 +22,7 @@ from torch import nn
 
 from ented.archs.latent_refinement import LatentRefinement
 from ented.archs.reference_attention import DenseReferenceAttention
+from ented.archs.reference_flow import ReferenceFlow, warp
 from ented.archs.stylegan2_layers import EqualConv2d, EqualLinear, FusedLeakyReLU, ModulatedConv2d, ToRGB
 from ented.archs.texture_ops import TextureDistribution, TextureExtraction
 from ented.archs.vector_quantizer import VectorQuantizer
@@ -223,6 +224,10 @@ class ENTED(
             scale [default: 4: each 8x8 block reads a 16x16 reference window].
         reference_attention_sigma: Initial width (positions) of the reference attention's learned
             Gaussian prior on the displacement between a position and what it reads [default: 1].
+        reference_flow: Warp the reference's features onto the input's pose before the reference
+            attention reads them, by a flow estimated coarse to fine from both encoders' features
+            (:mod:`ented.archs.reference_flow`; GFRNet / ASFFNet warp the reference likewise) [not
+            in the paper; default: off]. Needs ``reference_attention``.
 
     ``ref=None`` uses ``lq`` itself as the reference ("self reference"): the network still runs,
     but its textures then come from the degraded image. A reference of another person supplies
@@ -263,6 +268,7 @@ class ENTED(
         reference_attention_heads: int = 1,
         reference_attention_window: int = 4,
         reference_attention_sigma: float = 1.0,
+        reference_flow: bool = False,
     ):
         super().__init__()
         check_out_size(out_size)
@@ -329,6 +335,13 @@ class ENTED(
                 for r in sorted(self.config["reference_attention"])
             }
         )
+        if reference_flow and not self.config["reference_attention"]:
+            raise ValueError(
+                "reference_flow warps what the reference attention reads: it needs reference_attention"
+            )
+        self.reference_flow = (
+            ReferenceFlow(ch, max(self.config["reference_attention"])) if reference_flow else None
+        )
         self.convs = nn.ModuleList()
         self.to_rgbs = nn.ModuleList()
         for i, res in enumerate(sizes):
@@ -385,6 +398,7 @@ class ENTED(
             LatentRefinement,
             VectorQuantizer,
             DenseReferenceAttention,
+            ReferenceFlow,
         )
         attention_ids = {
             id(p) for m in self.modules() if isinstance(m, attention_types) for p in m.parameters()
@@ -455,7 +469,9 @@ class ENTED(
             pair per distribution layer, decoder order; 'vq': {'loss', 'indices' (B, 16, 16),
             'perplexity', 'used_fraction'} when ``use_vq``; 'reference_attention': {res: (B * blocks,
             heads, b*b, K*(b+2w)^2)} for each dense reference attention (8x8 blocks ``b``, each
-            position over its block's haloed window in every reference).
+            position over its block's haloed window in every reference); 'reference_flow': {res:
+            (B, K, 2, r, r)} with ``reference_flow``: the offset, in grid_sample's normalised
+            coordinates, from each position to the point it shows in each reference (16..finest).
         """
         if not 0.0 <= reference_strength <= 1.0:
             raise ValueError(f"reference_strength must be in [0, 1], got {reference_strength}")
@@ -495,6 +511,9 @@ class ENTED(
         if self.style_mapping is not None:
             styles = self.style_mapping(z_dec)
 
+        flows = {}
+        if self.reference_flow is not None:
+            flows = self.reference_flow(lq_by_res, ref_by_res, num_refs)
         texture_attention, reference_attention = [], {}
         x, rgb = z_dec, None
         for i, res in enumerate(self.sizes):
@@ -504,14 +523,21 @@ class ENTED(
                 if j == 0 and str(res) in self.lq_skips:
                     x = x + self.lq_skips[str(res)](lq_by_res[res])
                 if j == 0 and str(res) in self.reference_attention:
-                    keys = [ref_by_res[res]] + [
-                        F.interpolate(ref_by_res[s], size=res, mode="bilinear", align_corners=False)
-                        for s in key_scales(res)[1:]
-                    ]
+                    values = ref_by_res[res]
+                    keys = torch.cat(
+                        [values]
+                        + [
+                            F.interpolate(ref_by_res[s], size=res, mode="bilinear", align_corners=False)
+                            for s in key_scales(res)[1:]
+                        ],
+                        1,
+                    )
+                    if res in flows:
+                        values, keys = warp(values, flows[res]), warp(keys, flows[res])
                     x, attention = self.reference_attention[str(res)](
                         x,
-                        rearrange(ref_by_res[res], "(b k) c h w -> b k c h w", b=batch),
-                        rearrange(torch.cat(keys, 1), "(b k) c h w -> b k c h w", b=batch),
+                        rearrange(values, "(b k) c h w -> b k c h w", b=batch),
+                        rearrange(keys, "(b k) c h w -> b k c h w", b=batch),
                         return_aux,
                     )
                     if return_aux:
@@ -524,4 +550,7 @@ class ENTED(
             return rgb
         aux["texture_attention"] = texture_attention
         aux["reference_attention"] = reference_attention
+        aux["reference_flow"] = {
+            res: rearrange(flow, "(b k) xy h w -> b k xy h w", b=batch) for res, flow in flows.items()
+        }
         return rgb, aux

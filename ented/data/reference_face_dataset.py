@@ -7,10 +7,12 @@ import numpy as np
 import torch
 from basicsr.utils.registry import DATASET_REGISTRY
 
+from ented.data.correspondences import correspondence_rows, flip_rows
 from ented.data.degradation import DEGRADATION_DEFAULTS, FaceDegradation
 from ented.data.layouts import identity_pools, load_layout
 from ented.data.reference_augment import REFERENCE_AUGMENT_DEFAULTS, ReferenceAugmentation
 from ented.data.reference_base import ReferenceDatasetBase
+from ented.data.sidecars import read_sidecar
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,10 @@ class ENTEDReferenceFaceDataset(ReferenceDatasetBase):
     - ``reference`` (``matched``): ``none`` trains a *blind* model: samples carry no ``ref``, so
       ENTED sees its own input as reference (the baseline that "reference vs blind" compares with:
       the same network and data, trained without references).
+    - ``correspondences`` (False): add ``correspondences`` (K, N, 5), where each point of the gt
+      sits in each reference, from the images' sidecars (the pose-varied synthetic set has them;
+      :mod:`ented.data.correspondences`), for the reference flow's loss. Disk backend; not with
+      ``ref_use_hflip`` or ``ref_affine_prob``, which move a reference without its sidecar.
 
     Identities with a single image cannot give a different reference: they are skipped with a
     logged warning, unless ``allow_gt_as_ref: true``, which keeps them with the gt as reference.
@@ -47,7 +53,7 @@ class ENTEDReferenceFaceDataset(ReferenceDatasetBase):
 
     OPTIONS = (
         ReferenceDatasetBase.OPTIONS
-        | {"layout", "reference", "use_hflip"}
+        | {"layout", "reference", "use_hflip", "correspondences"}
         | DEGRADATION_DEFAULTS.keys()
         | REFERENCE_AUGMENT_DEFAULTS.keys()
     )
@@ -63,6 +69,7 @@ class ENTEDReferenceFaceDataset(ReferenceDatasetBase):
             raise ValueError(
                 f"{type(self).__name__}: sidecars are for evaluation datasets (the training set flips)"
             )
+        self.correspondences = bool(opt.get("correspondences", False))
         layout = opt.get("layout", "identity_folders")
         records = load_layout(layout, self.meta_info, self.roots["gt"], self.backend)
         records = [r for r in records if r.gt is not None]
@@ -85,6 +92,8 @@ class ENTEDReferenceFaceDataset(ReferenceDatasetBase):
         self.use_hflip = bool(opt.get("use_hflip", True))
         self.degradation = FaceDegradation.from_opt(opt)
         self.ref_augment = ReferenceAugmentation.from_opt(opt)
+        if self.correspondences:
+            self._check_correspondence_options()
         logger.info(
             "%s: %d images of %d identities; degradation: %s",
             type(self).__name__,
@@ -113,4 +122,41 @@ class ENTEDReferenceFaceDataset(ReferenceDatasetBase):
             if flip:
                 img = np.ascontiguousarray(img[:, ::-1])
             ref_images.append(self.ref_augment(img, rng) if self.ref_augment.active else img)
-        return self.add_refs(sample, refs, ref_images, role)
+        sample = self.add_refs(sample, refs, ref_images, role)
+        if self.correspondences:
+            sample["correspondences"] = self._correspondences(
+                gt_path, [self.resolve(role, p) for p in refs], flip
+            )
+        return sample
+
+    def _check_correspondence_options(self) -> None:
+        name = type(self).__name__
+        if self.backend != "disk":
+            raise ValueError(
+                f"{name}: correspondences: true needs the disk backend (sidecars are not packed into lmdb)"
+            )
+        if self.reference == "none":
+            raise ValueError(f"{name}: correspondences: true needs references (reference: matched)")
+        if self.ref_augment.hflip or self.ref_augment.affine_prob > 0:
+            raise ValueError(
+                f"{name}: correspondences: true cannot follow ref_use_hflip or ref_affine_prob "
+                "(they move a reference without its sidecar); turn those off"
+            )
+
+    def _correspondences(self, gt_path: str, ref_paths: list, flip: bool) -> torch.Tensor:
+        """(K, N, 5) rows ``x_gt, y_gt, x_ref, y_ref, valid`` of the gt's points in each reference."""
+        gt_sidecar = read_sidecar(gt_path)
+        blocks = []
+        for ref_path in ref_paths:
+            ref_sidecar = read_sidecar(ref_path)
+            for path, sidecar in ((gt_path, gt_sidecar), (ref_path, ref_sidecar)):
+                missing = [key for key in ("head", "pose", "to_image") if key not in sidecar]
+                if missing or sidecar["size"] != self.out_size:
+                    raise ValueError(
+                        f"sidecar of {path} cannot give correspondences: it must describe a posed face "
+                        f"at the dataset's out_size {self.out_size} (size {sidecar['size']}, "
+                        f"missing: {', '.join(missing) or 'nothing'})"
+                    )
+            rows = correspondence_rows(gt_sidecar, ref_sidecar, self.out_size)
+            blocks.append(flip_rows(rows, self.out_size, flip, flip) if flip else rows)
+        return torch.from_numpy(np.stack(blocks))

@@ -50,6 +50,7 @@ TRAIN_OPTIONS = BASICSR_TRAIN_KEYS | {
     "attention_opt",
     "identity_opt",
     "gan_opt",
+    "flow_opt",
 }
 VAL_OPTIONS = BASICSR_VAL_KEYS | {"suffix", "grids"}
 # what the model passes to every metric as data (nondist_validation); not options
@@ -79,7 +80,9 @@ class ENTEDModel(BaseModel):
       (default 1e-4, for ``net_g.parameter_groups()['attention']``), ``train.optim_d``.
     - Loss terms, each optional: ``pixel_opt``, ``perceptual_opt`` (BasicSR's
       ``PerceptualLoss``, giving perceptual and Gram style terms), ``attention_opt``,
-      ``identity_opt``, ``gan_opt``; ``vq_weight`` scales the network's VQ loss;
+      ``identity_opt``, ``gan_opt``, ``flow_opt`` (``ENTEDReferenceFlowLoss``: needs
+      ``network_g.reference_flow`` and a dataset with ``correspondences: true``); ``vq_weight``
+      scales the network's VQ loss;
       ``r1_gamma`` / ``r1_interval`` set the lazy R1 penalty.
     - ``train.codebook_init``: ``data`` (default) sets the code words from the first batch's
       latents when the code book trains from scratch (no pretrained weights, not resuming);
@@ -166,7 +169,7 @@ class ENTEDModel(BaseModel):
             self.net_d.train()
 
         self.losses = torch.nn.ModuleDict()
-        for name in ("pixel", "perceptual", "attention", "identity", "gan"):
+        for name in ("pixel", "perceptual", "attention", "identity", "gan", "flow"):
             loss_opt = train_opt.get(f"{name}_opt")
             if loss_opt is not None:
                 self.losses[name] = build_loss(loss_opt).to(self.device)
@@ -242,6 +245,7 @@ class ENTEDModel(BaseModel):
         self.lq = data["lq"].to(self.device)
         self.ref = data["ref"].to(self.device) if "ref" in data else None
         self.gt = data["gt"].to(self.device) if "gt" in data else None
+        self.correspondences = data["correspondences"].to(self.device) if "correspondences" in data else None
 
     @property
     def generator_input(self) -> torch.Tensor:
@@ -292,6 +296,15 @@ class ENTEDModel(BaseModel):
                 terms["l_g_style"] = style
         if "attention" in self.losses and self.ref is not None:
             terms["l_g_attention"] = self.losses["attention"](aux["texture_attention"], self.ref, self.gt)
+        if "flow" in self.losses:
+            if self.correspondences is None:
+                raise ValueError(
+                    "train.flow_opt needs correspondences in the batch: set correspondences: true on the "
+                    "training dataset (it reads them from the pose-varied synthetic set's sidecars)"
+                )
+            terms["l_g_flow"] = self.losses["flow"](
+                aux["reference_flow"], self.correspondences, self.gt.shape[-1]
+            )
         if "identity" in self.losses:
             terms["l_g_identity"] = self.losses["identity"](output, self.gt)
         if "vq" in aux and self.vq_weight > 0:

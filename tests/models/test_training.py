@@ -392,3 +392,30 @@ def test_validation_image_names_do_not_double_the_identity():
     assert _sample_name("test/lq/id0002/id0002_0.png") == "id0002_0"  # ented-prepare testset's names
     assert _sample_name("faces/id0001/0.png") == "id0001_0"
     assert _sample_name("faces/id1/id10_0.png") == "id1_id10_0"  # another identity's prefix is kept
+
+
+def test_flow_loss_teaches_the_reference_flow_the_known_correspondences(faces, tmp_path):
+    opt = train_options(faces, "flow", total_iter=1, checkpoint_freq=1)
+    opt["network_g"].update(reference_attention=[32], reference_flow=True)
+    opt["datasets"]["train"]["correspondences"] = True
+    opt["train"]["flow_opt"] = {"type": "ENTEDReferenceFlowLoss", "loss_weight": 1.0}
+    model = model_from(opt, tmp_path)
+    from basicsr.data import build_dataset
+
+    dataset = build_dataset(opt["datasets"]["train"])
+    samples = [dataset[i] for i in range(4)]
+    data = {key: torch.stack([s[key] for s in samples]) for key in ("lq", "gt", "ref", "correspondences")}
+    model.feed_data(data)
+    losses = []
+    for step in range(1, 41):
+        model.optimize_parameters(step)
+        losses.append(float(model.log_dict["l_g_flow"]))
+    # the zero flow's error is the mean displacement; training on the same batch drives it down
+    valid = data["correspondences"][..., 4] > 0
+    displacement = (data["correspondences"][..., 2:4] - data["correspondences"][..., :2]).abs().sum(-1)[valid]
+    assert losses[0] == pytest.approx(float(displacement.mean()), rel=1e-4)
+    assert losses[-1] < 0.6 * losses[0]
+    del data["correspondences"]
+    model.feed_data(data)
+    with pytest.raises(ValueError, match="correspondences: true"):
+        model.optimize_parameters(41)
