@@ -46,7 +46,7 @@ VARIANTS = {
     "faithful": {"network_g": {"reference_attention": []}, "dataset": {"reference": "matched"}},
     "dense": {"network_g": {}, "dataset": {"reference": "matched"}},
     "flow": {
-        "network_g": {"reference_flow": True},
+        "network_g": {"reference_flow": 32},
         "dataset": {"reference": "matched", "correspondences": True},
         "train": {"flow_opt": {"type": "ENTEDReferenceFlowLoss", "loss_weight": 0.1}},
     },

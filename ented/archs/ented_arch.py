@@ -227,7 +227,9 @@ class ENTED(
         reference_flow: Warp the reference's features onto the input's pose before the reference
             attention reads them, by a flow estimated coarse to fine from both encoders' features
             (:mod:`ented.archs.reference_flow`; GFRNet / ASFFNet warp the reference likewise) [not
-            in the paper; default: off]. Needs ``reference_attention``.
+            in the paper; default: 0, off]. The value is the finest resolution (16..the largest
+            ``reference_attention`` scale) at which the flow is estimated; finer attention scales
+            read it bilinearly upsampled.
 
     ``ref=None`` uses ``lq`` itself as the reference ("self reference"): the network still runs,
     but its textures then come from the degraded image. A reference of another person supplies
@@ -268,7 +270,7 @@ class ENTED(
         reference_attention_heads: int = 1,
         reference_attention_window: int = 4,
         reference_attention_sigma: float = 1.0,
-        reference_flow: bool = False,
+        reference_flow: int = 0,
     ):
         super().__init__()
         check_out_size(out_size)
@@ -335,13 +337,18 @@ class ENTED(
                 for r in sorted(self.config["reference_attention"])
             }
         )
-        if reference_flow and not self.config["reference_attention"]:
-            raise ValueError(
-                "reference_flow warps what the reference attention reads: it needs reference_attention"
-            )
-        self.reference_flow = (
-            ReferenceFlow(ch, max(self.config["reference_attention"])) if reference_flow else None
-        )
+        if reference_flow:
+            if not self.config["reference_attention"]:
+                raise ValueError(
+                    "reference_flow warps what the reference attention reads: it needs reference_attention"
+                )
+            largest = max(self.config["reference_attention"])
+            if isinstance(reference_flow, bool) or not LATENT_SIZE <= reference_flow <= largest:
+                raise ValueError(
+                    f"reference_flow must be 0 (off) or a resolution from {LATENT_SIZE} to the largest "
+                    f"reference_attention scale {largest}, got {reference_flow!r}"
+                )
+        self.reference_flow = ReferenceFlow(ch, reference_flow) if reference_flow else None
         self.convs = nn.ModuleList()
         self.to_rgbs = nn.ModuleList()
         for i, res in enumerate(sizes):
@@ -471,7 +478,7 @@ class ENTED(
             heads, b*b, K*(b+2w)^2)} for each dense reference attention (8x8 blocks ``b``, each
             position over its block's haloed window in every reference); 'reference_flow': {res:
             (B, K, 2, r, r)} with ``reference_flow``: the offset, in grid_sample's normalised
-            coordinates, from each position to the point it shows in each reference (16..finest).
+            coordinates, from each position to the point it shows in each reference (16..``reference_flow``).
         """
         if not 0.0 <= reference_strength <= 1.0:
             raise ValueError(f"reference_strength must be in [0, 1], got {reference_strength}")
@@ -532,8 +539,13 @@ class ENTED(
                         ],
                         1,
                     )
-                    if res in flows:
-                        values, keys = warp(values, flows[res]), warp(keys, flows[res])
+                    if flows:
+                        flow = flows.get(res)
+                        if flow is None:  # finer than the flow's finest scale
+                            flow = F.interpolate(
+                                flows[max(flows)], size=res, mode="bilinear", align_corners=False
+                            )
+                        values, keys = warp(values, flow), warp(keys, flow)
                     x, attention = self.reference_attention[str(res)](
                         x,
                         rearrange(values, "(b k) c h w -> b k c h w", b=batch),

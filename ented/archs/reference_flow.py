@@ -22,8 +22,8 @@ with ``flow`` the offset, in grid_sample's normalised coordinates (-1..1 across 
 reads ``f`` at ``p + flow(p)``. Most of the flow between two aligned photos comes from the
 difference of head pose, a property of the whole face: ``W`` (a 1x1 conv to 4 channels) keeps the
 16x16 maps' layout, and the MLP turns both layouts into ``g`` (32 numbers), given to every head
-(on the validation split, after 600 steps of the flow loss alone: 1.08 px of error against 1.30
-with local heads only and 1.83 with no flow; docs/architecture.md). Each head is three 3x3 convs; its last conv starts at zero, so the
+(on the validation split, after 600 steps of the flow loss alone: 1.17 px of error against 1.31
+with local heads only and 1.94 with no flow; docs/architecture.md). Each head is three 3x3 convs; its last conv starts at zero, so the
 untrained flow is zero (the reference read in place) and a network with it equals one without.
 It learns from the restoration loss through the warped features and, on data with known
 correspondences, from :class:`~ented.losses.reference_flow_loss.ENTEDReferenceFlowLoss`.

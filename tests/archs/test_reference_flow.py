@@ -21,7 +21,7 @@ def test_warp_reads_the_features_at_the_offset_place(seeded):
 
 
 def test_flow_starts_at_zero_so_the_network_is_the_one_without_it(seeded):
-    with_flow = ENTED(**TINY_ENTED_64, reference_attention=(32, 64), reference_flow=True).eval()
+    with_flow = ENTED(**TINY_ENTED_64, reference_attention=(32, 64), reference_flow=64).eval()
     without = ENTED(**TINY_ENTED_64, reference_attention=(32, 64)).eval()
     added = set(with_flow.state_dict()) - set(without.state_dict())
     assert added and all(name.startswith("reference_flow.") for name in added)
@@ -42,7 +42,7 @@ def test_flow_starts_at_zero_so_the_network_is_the_one_without_it(seeded):
 
 
 def test_flow_moves_what_the_attention_reads_and_learns_from_the_output(seeded):
-    net = ENTED(**TINY_ENTED_64, reference_attention=(32,), reference_flow=True)
+    net = ENTED(**TINY_ENTED_64, reference_attention=(32,), reference_flow=32)
     with torch.no_grad():
         net.reference_attention["32"].to_out.weight.normal_(0, 0.1)
     lq, ref = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64)
@@ -61,7 +61,10 @@ def test_flow_moves_what_the_attention_reads_and_learns_from_the_output(seeded):
 
 def test_flow_needs_the_reference_attention_and_an_encoder_scale():
     with pytest.raises(ValueError, match="needs reference_attention"):
-        ENTED(**TINY_ENTED_64, reference_flow=True)
+        ENTED(**TINY_ENTED_64, reference_flow=32)
+    for bad in (True, 8, 64):
+        with pytest.raises(ValueError, match="reference_flow must be 0"):
+            ENTED(**TINY_ENTED_64, reference_attention=(32,), reference_flow=bad)
     with pytest.raises(ValueError, match="no encoder scale 128"):
         ReferenceFlow({16: 8, 32: 8, 64: 8}, 128)
 
@@ -75,3 +78,14 @@ def test_local_heads_only_without_global_context(seeded):
     refs = {res: f.repeat_interleave(3, 0) for res, f in feats.items()}
     flows = local(feats, refs, num_refs=3)
     assert {res: tuple(f.shape) for res, f in flows.items()} == {16: (6, 2, 16, 16), 32: (6, 2, 32, 32)}
+
+
+def test_attention_finer_than_the_flow_reads_it_upsampled(seeded):
+    net = ENTED(**TINY_ENTED_64, reference_attention=(32, 64), reference_flow=16).eval()
+    lq, ref = torch.randn(1, 3, 64, 64), torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        net.reference_attention["64"].to_out.weight.normal_(0, 0.1)  # only the 64 px attention reads
+        before, aux = net(lq, ref, return_aux=True)
+        assert set(aux["reference_flow"]) == {16}
+        net.reference_flow.heads["16"].body[-1].bias.fill_(0.5)  # 4 positions at 16x16, 16 at 64x64
+        assert (net(lq, ref) - before).abs().mean() > 1e-4

