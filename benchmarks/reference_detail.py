@@ -6,10 +6,12 @@ on held-out identities under five conditions (see :mod:`ented.reference_detail`)
 
 Variants (all from ``options/demo_train_tiny.yml``, 64 px):
 
-- ``faithful``: ENTED as the paper describes it (``reference_attention: []``);
-- ``dense``: the demo's network, with dense reference attention (``reference_attention: [32, 64]``);
+- ``faithful``: ENTED as the paper describes it (``reference_attention: []``, no flow);
+- ``dense``: with dense reference attention (``reference_attention: [32, 64]``), no reference flow;
+- ``flow``: the demo's network: dense reference attention reading the reference warped by the
+  reference flow (``reference_flow: 32``), trained with the flow loss on known correspondences;
 - ``blind``: the ``dense`` network trained with no reference (``reference: none``), so "reference
-  vs blind" compares two trained models.
+  vs blind" compares two trained models (a flow would only warp the input onto itself).
 
 Settings are chosen with ``--split val``; report with ``--split test`` on a set whose identities
 never served for choices (another ``--data-seed``). The runs of docs/architecture.md (2-core CPU,
@@ -42,15 +44,16 @@ from ented.reference_detail import (
 )
 
 SIZE = 64
+NO_FLOW = {"dataset": {"correspondences": False}, "train": {"flow_opt": None}}
 VARIANTS = {
-    "faithful": {"network_g": {"reference_attention": []}, "dataset": {"reference": "matched"}},
-    "dense": {"network_g": {}, "dataset": {"reference": "matched"}},
-    "flow": {
-        "network_g": {"reference_flow": 32},
-        "dataset": {"reference": "matched", "correspondences": True},
-        "train": {"flow_opt": {"type": "ENTEDReferenceFlowLoss", "loss_weight": 0.1}},
+    "faithful": {"network_g": {"reference_attention": [], "reference_flow": 0}, **NO_FLOW},
+    "dense": {"network_g": {"reference_flow": 0}, **NO_FLOW},
+    "flow": {"network_g": {}, "dataset": {}},
+    "blind": {
+        "network_g": {"reference_flow": 0},
+        "dataset": {"reference": "none", "correspondences": False},
+        "train": {"flow_opt": None},
     },
-    "blind": {"network_g": {}, "dataset": {"reference": "none"}},
 }
 
 

@@ -81,7 +81,9 @@ def main() -> None:
             rows = _correspondences(sample, size)
             for res, flow in aux["reference_flow"].items():
                 flow_error.setdefault(res, []).append(float(flow_loss({res: flow[:, :1]}, rows, size)))
-                flow_error.setdefault("none", []).append(float(flow_loss({res: 0 * flow[:, :1]}, rows, size)))
+            if aux["reference_flow"]:
+                no_flow = 0 * next(iter(aux["reference_flow"].values()))[:, :1]
+                flow_error.setdefault("none", []).append(float(flow_loss({16: no_flow}, rows, size)))
             for bin_, recalled in _recall_by_displacement(sample, out).items():
                 recalled_by_bin[bin_] += recalled
             ref_marks = mark_map(_ref_marks(sample), size)
@@ -112,7 +114,7 @@ def main() -> None:
         print(f"identity residual alpha: {net.identity_alpha.item():.3f}")
     for res, module in net.reference_attention.items():
         print(f"reference attention at {res}px: sigma {module.log_sigma.exp().tolist()}")
-    for res, errors in flow_error.items():
+    for res, errors in sorted(flow_error.items(), key=lambda item: item[0] == "none"):
         what = "no flow" if res == "none" else f"the reference flow at {res}px"
         print(f"correspondence error of {what}: {np.mean(errors):.2f} px (mean over points and images)")
 
