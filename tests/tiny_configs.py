@@ -12,3 +12,15 @@ TEST_DEGRADATION = {
     "noise_range": [0, 5],
     "jpeg_range": [70, 90],
 }
+
+
+def training_dataset_options(root: str, size: int, **extra) -> dict:
+    """Options of an ENTEDReferenceFaceDataset over the identity folders at ``root``."""
+    return {
+        "type": "ENTEDReferenceFaceDataset",
+        "name": "train",
+        "phase": "train",
+        "dataroot_gt": root,
+        "out_size": size,
+        **extra,
+    }

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from basicsr.data import build_dataset
 from scipy.interpolate import griddata
+from tiny_configs import training_dataset_options
 
 from ented.data.correspondences import GRID, correspondence_rows, flip_rows
 from ented.data.posed_faces import decode_face_mask
@@ -88,15 +89,7 @@ def face_root(tmp_path_factory):
 
 
 def train_opt(root, **extra):
-    return {
-        "type": "ENTEDReferenceFaceDataset",
-        "name": "train",
-        "phase": "train",
-        "dataroot_gt": root,
-        "out_size": 64,
-        "correspondences": True,
-        **extra,
-    }
+    return training_dataset_options(root, 64, correspondences=True, **extra)
 
 
 def test_dataset_correspondences_follow_the_flip(face_root, seeded):

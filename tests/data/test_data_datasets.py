@@ -7,6 +7,7 @@ import pytest
 import torch
 from basicsr.data import build_dataset
 from basicsr.utils.registry import DATASET_REGISTRY
+from tiny_configs import training_dataset_options
 from torch.utils.data import DataLoader
 
 from ented.data.preparation import pack_lmdb, prepare_test_set
@@ -28,14 +29,7 @@ def identity_of(path: str) -> str:
 
 
 def train_opt(root, **extra):
-    return {
-        "type": "ENTEDReferenceFaceDataset",
-        "name": "train",
-        "phase": "train",
-        "dataroot_gt": root,
-        "out_size": SIZE,
-        **extra,
-    }
+    return training_dataset_options(root, SIZE, **extra)
 
 
 def triplet_opt(root, **extra):

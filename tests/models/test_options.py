@@ -30,7 +30,9 @@ def test_there_are_option_files_for_the_paper_recipe_and_the_demo():
 
 def test_the_demo_tests_the_network_it_trains():
     folder = OPTION_FILES[0].parent
-    assert load(folder / "demo_test_tiny.yml")["network_g"] == load(folder / "demo_train_tiny.yml")["network_g"]
+    assert (
+        load(folder / "demo_test_tiny.yml")["network_g"] == load(folder / "demo_train_tiny.yml")["network_g"]
+    )
 
 
 @pytest.mark.parametrize("path", OPTION_FILES, ids=lambda p: p.name)
