@@ -89,3 +89,14 @@ def test_attention_finer_than_the_flow_reads_it_upsampled(seeded):
         assert set(aux["reference_flow"]) == {16}
         net.reference_flow.heads["16"].body[-1].bias.fill_(0.5)  # 4 positions at 16x16, 16 at 64x64
         assert (net(lq, ref) - before).abs().mean() > 1e-4
+
+
+def test_zero_reference_strength_is_no_reference_with_the_flow_too(seeded):
+    net = ENTED(**TINY_ENTED_64, reference_attention=(32,), reference_flow=32).eval()
+    with torch.no_grad():
+        net.reference_attention["32"].to_out.weight.normal_(0, 0.1)
+        for head in net.reference_flow.heads.values():
+            head.body[-1].weight.normal_(0, 0.1)
+        lq, ref = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64)
+        torch.testing.assert_close(net(lq, ref, reference_strength=0.0), net(lq, None))
+        assert (net(lq, ref, reference_strength=0.5) - net(lq, None)).abs().mean() > 1e-4
