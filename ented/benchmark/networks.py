@@ -3,14 +3,14 @@
 Full: ENTED at the given size with its default (512 recipe) configuration, and GFPGANv1Clean
 in GFPGAN v1.3/v1.4's released configuration. Tiny (``--dry-run``): the same classes with
 narrow channel plans, for checking the benchmark's code paths on CPU in seconds.
-CodeFormer is timed in its own process (:mod:`ented.benchmark.codeformer_child`).
+CodeFormer is timed in its own process (:mod:`ented.benchmark.codeformer_speed`).
 """
 
 import torch
-from gfpgan.archs.gfpganv1_clean_arch import GFPGANv1Clean
 
 from ented.archs.ented_arch import ENTED
 from ented.archs.ented_discriminator_arch import ENTEDDiscriminator
+from ented.archs.gfpgan_baseline_arch import ENTEDGFPGANv1Clean
 
 # GFPGAN v1.3/v1.4's released generator (its inference_gfpgan.py, arch 'clean')
 GFPGAN_RELEASED = {
@@ -39,37 +39,15 @@ GFPGAN_DISCRIMINATOR_CHANNELS = {
 }
 
 
-class GFPGANImage(torch.nn.Module):
-    """GFPGANv1Clean as ``net(lq, ref=None) -> image``: it takes no reference and returns
-    (image, intermediate RGB outputs); the benchmark keeps the image."""
-
-    def __init__(self, net: GFPGANv1Clean):
-        super().__init__()
-        self.net = net
-
-    def forward(self, lq: torch.Tensor, ref: torch.Tensor | None = None) -> torch.Tensor:
-        """lq: (B, 3, S, S) in [-1, 1] -> (B, 3, S, S)."""
-        return self.net(lq, return_rgb=False)[0]
-
-
 def build_ented(size: int, tiny: bool = False) -> ENTED:
     """ENTED at ``size`` with the default configuration (the recipes'), or narrow when ``tiny``."""
     return ENTED(out_size=size, width=ENTED_TINY_WIDTH if tiny else 1.0)
 
 
-def build_gfpgan(size: int, tiny: bool = False) -> GFPGANImage:
-    """GFPGANv1Clean at ``size`` (released configuration, or narrow when ``tiny``), random weights."""
-    config = GFPGAN_TINY if tiny else GFPGAN_RELEASED
-    net = GFPGANv1Clean(
-        out_size=size,
-        decoder_load_path=None,
-        fix_decoder=False,
-        input_is_latent=True,
-        different_w=True,
-        sft_half=True,
-        **config,
-    )
-    return GFPGANImage(net)
+def build_gfpgan(size: int, tiny: bool = False) -> ENTEDGFPGANv1Clean:
+    """GFPGANv1Clean at ``size`` (released configuration, or narrow when ``tiny``), random weights,
+    as ``net(lq, ref=None) -> image`` (the ``gfpgan`` package's generator inside, as ``.net``)."""
+    return ENTEDGFPGANv1Clean(out_size=size, sft_half=True, **(GFPGAN_TINY if tiny else GFPGAN_RELEASED))
 
 
 def build_gfpgan_discriminator(size: int, tiny: bool = False) -> ENTEDDiscriminator:
