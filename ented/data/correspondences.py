@@ -45,12 +45,9 @@ def correspondence_rows(gt_sidecar: dict, ref_sidecar: dict, size: int) -> np.nd
     return rows
 
 
-def flip_rows(rows: np.ndarray, size: int, gt: bool, ref: bool) -> np.ndarray:
-    """The rows after flipping the gt and/or the reference horizontally (valid rows only)."""
+def flip_rows(rows: np.ndarray, size: int) -> np.ndarray:
+    """The rows after flipping the gt and the reference together horizontally (valid rows only)."""
     rows = rows.copy()
     valid = rows[:, 4] > 0
-    if gt:
-        rows[valid, 0] = size - 1 - rows[valid, 0]
-    if ref:
-        rows[valid, 2] = size - 1 - rows[valid, 2]
+    rows[np.ix_(valid, [0, 2])] = size - 1 - rows[np.ix_(valid, [0, 2])]
     return rows

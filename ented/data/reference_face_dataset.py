@@ -70,6 +70,7 @@ class ENTEDReferenceFaceDataset(ReferenceDatasetBase):
                 f"{type(self).__name__}: sidecars are for evaluation datasets (the training set flips)"
             )
         self.correspondences = bool(opt.get("correspondences", False))
+        self._posed_sidecars: dict = {}  # path -> parsed sidecar, checked once (correspondences)
         layout = opt.get("layout", "identity_folders")
         records = load_layout(layout, self.meta_info, self.roots["gt"], self.backend)
         records = [r for r in records if r.gt is not None]
@@ -145,18 +146,24 @@ class ENTEDReferenceFaceDataset(ReferenceDatasetBase):
 
     def _correspondences(self, gt_path: str, ref_paths: list, flip: bool) -> torch.Tensor:
         """(K, N, 5) rows ``x_gt, y_gt, x_ref, y_ref, valid`` of the gt's points in each reference."""
-        gt_sidecar = read_sidecar(gt_path)
+        gt_sidecar = self._posed_sidecar(gt_path)
         blocks = []
         for ref_path in ref_paths:
-            ref_sidecar = read_sidecar(ref_path)
-            for path, sidecar in ((gt_path, gt_sidecar), (ref_path, ref_sidecar)):
-                missing = [key for key in ("head", "pose", "to_image") if key not in sidecar]
-                if missing or sidecar["size"] != self.out_size:
-                    raise ValueError(
-                        f"sidecar of {path} cannot give correspondences: it must describe a posed face "
-                        f"at the dataset's out_size {self.out_size} (size {sidecar['size']}, "
-                        f"missing: {', '.join(missing) or 'nothing'})"
-                    )
-            rows = correspondence_rows(gt_sidecar, ref_sidecar, self.out_size)
-            blocks.append(flip_rows(rows, self.out_size, flip, flip) if flip else rows)
+            rows = correspondence_rows(gt_sidecar, self._posed_sidecar(ref_path), self.out_size)
+            blocks.append(flip_rows(rows, self.out_size) if flip else rows)
         return torch.from_numpy(np.stack(blocks))
+
+    def _posed_sidecar(self, path: str) -> dict:
+        """The sidecar of ``path``, read and checked on first use (each worker keeps its own)."""
+        sidecar = self._posed_sidecars.get(path)
+        if sidecar is None:
+            sidecar = read_sidecar(path)
+            missing = [key for key in ("head", "pose", "to_image") if key not in sidecar]
+            if missing or sidecar["size"] != self.out_size:
+                raise ValueError(
+                    f"sidecar of {path} cannot give correspondences: it must describe a posed face "
+                    f"at the dataset's out_size {self.out_size} (size {sidecar['size']}, "
+                    f"missing: {', '.join(missing) or 'nothing'})"
+                )
+            self._posed_sidecars[path] = sidecar
+        return sidecar

@@ -76,9 +76,8 @@ def test_correspondences_carry_the_reference_onto_the_gt():
 
 def test_flipping_rows_mirrors_the_pixel_centres():
     rows = np.array([[0, 5, 10, 6, 1], [3, 3, 3, 3, 0]], np.float32)
-    np.testing.assert_array_equal(flip_rows(rows, 64, gt=True, ref=False)[0], [63, 5, 10, 6, 1])
-    np.testing.assert_array_equal(flip_rows(rows, 64, gt=True, ref=True)[0], [63, 5, 53, 6, 1])
-    np.testing.assert_array_equal(flip_rows(rows, 64, gt=True, ref=True)[1], rows[1])  # invalid rows stay
+    np.testing.assert_array_equal(flip_rows(rows, 64)[0], [63, 5, 53, 6, 1])
+    np.testing.assert_array_equal(flip_rows(rows, 64)[1], rows[1])  # invalid rows stay
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +108,7 @@ def test_dataset_correspondences_follow_the_flip(face_root, seeded):
             ref_sidecar = read_json(sidecar_path(ref_path))
             expected = correspondence_rows(gt_sidecar, ref_sidecar, 64)
             if flipped:
-                expected = flip_rows(expected, 64, gt=True, ref=True)
+                expected = flip_rows(expected, 64)
             np.testing.assert_allclose(corr[k], expected, atol=1e-4)
         if flipped_seen == {True, False}:
             break
@@ -126,3 +125,11 @@ def test_dataset_refuses_what_cannot_carry_correspondences(face_root, tmp_path):
     dataset = build_dataset(train_opt(str(flat)))
     with pytest.raises(FileNotFoundError, match=r"sidecar .*0\.json"):
         dataset[0]
+    posed = tmp_path / "posed"
+    write_synthetic_identity_set(str(posed), 1, 2, size=64, seed=1)
+    for name in ("0.json", "1.json"):
+        sidecar = read_json(str(posed / "id0000" / name))
+        del sidecar["head"]
+        (posed / "id0000" / name).write_text(json.dumps(sidecar), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"sidecar of .*id0000.* missing: head"):
+        build_dataset(train_opt(str(posed)))[0]
