@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from basicsr.utils.registry import DATASET_REGISTRY
 
-from ented.data.correspondences import correspondence_rows, flip_rows
+from ented.data.correspondences import GRID, correspondence_rows, flip_rows
 from ented.data.degradation import DEGRADATION_DEFAULTS, FaceDegradation
 from ented.data.layouts import identity_pools, load_layout
 from ented.data.reference_augment import REFERENCE_AUGMENT_DEFAULTS, ReferenceAugmentation
@@ -42,6 +42,10 @@ class ENTEDReferenceFaceDataset(ReferenceDatasetBase):
       sits in each reference, from the images' sidecars (the pose-varied synthetic set has them;
       :mod:`ented.data.correspondences`), for the reference flow's loss. Disk backend; not with
       ``ref_use_hflip`` or ``ref_affine_prob``, which move a reference without its sidecar.
+    - ``mismatched_reference_prob`` (0): the probability that a sample's references are another
+      identity's (all from one other person; their correspondences invalid), so the network
+      learns not to carry a stranger's marks onto the face (the reference check's job at
+      inference, learnt).
 
     Identities with a single image cannot give a different reference: they are skipped with a
     logged warning, unless ``allow_gt_as_ref: true``, which keeps them with the gt as reference.
@@ -53,7 +57,7 @@ class ENTEDReferenceFaceDataset(ReferenceDatasetBase):
 
     OPTIONS = (
         ReferenceDatasetBase.OPTIONS
-        | {"layout", "reference", "use_hflip", "correspondences"}
+        | {"layout", "reference", "use_hflip", "correspondences", "mismatched_reference_prob"}
         | DEGRADATION_DEFAULTS.keys()
         | REFERENCE_AUGMENT_DEFAULTS.keys()
     )
@@ -91,6 +95,7 @@ class ENTEDReferenceFaceDataset(ReferenceDatasetBase):
         self.require_records(f"{layout} layout at {self.meta_info or self.roots['gt']}")
         self.check_files(roles=("gt", "ref"))
         self.use_hflip = bool(opt.get("use_hflip", True))
+        self.mismatched_reference_prob = self._read_mismatched_reference_prob(opt)
         self.degradation = FaceDegradation.from_opt(opt)
         self.ref_augment = ReferenceAugmentation.from_opt(opt)
         if self.correspondences:
@@ -106,7 +111,9 @@ class ENTEDReferenceFaceDataset(ReferenceDatasetBase):
     def __getitem__(self, index: int) -> dict:
         rng = training_rng()
         record = self.records[index]
-        refs = self.choose(self.reference_candidates(record, self.pools), rng)
+        mismatched = self.mismatched_reference_prob > 0 and rng.uniform() < self.mismatched_reference_prob
+        ref_record = self._other_identity(record, rng) if mismatched else record
+        refs = self.choose(self.reference_candidates(ref_record, self.pools), rng)
         gt = self.read("gt", record.gt)
         flip = self.use_hflip and rng.uniform() < 0.5
         if flip:
@@ -116,7 +123,7 @@ class ENTEDReferenceFaceDataset(ReferenceDatasetBase):
         sample = self.gt_sample(lq, gt, gt_path, gt_path)
         if self.reference == "none":
             return sample
-        role = self.ref_role(record)
+        role = self.ref_role(ref_record)
         ref_images = []
         for path in refs:
             img = self.read(role, path)
@@ -124,11 +131,31 @@ class ENTEDReferenceFaceDataset(ReferenceDatasetBase):
                 img = np.ascontiguousarray(img[:, ::-1])
             ref_images.append(self.ref_augment(img, rng) if self.ref_augment.active else img)
         sample = self.add_refs(sample, refs, ref_images, role)
-        if self.correspondences:
+        if mismatched and self.correspondences:  # no point of the gt is in a stranger's photo
+            sample["correspondences"] = torch.zeros(len(refs), GRID * GRID, 5)
+        elif self.correspondences:
             sample["correspondences"] = self._correspondences(
                 gt_path, [self.resolve(role, p) for p in refs], flip
             )
         return sample
+
+    def _read_mismatched_reference_prob(self, opt: dict) -> float:
+        name = type(self).__name__
+        prob = float(opt.get("mismatched_reference_prob", 0))
+        if not 0 <= prob < 1:
+            raise ValueError(f"{name}: mismatched_reference_prob must be in [0, 1), got {prob}")
+        if prob and self.reference == "none":
+            raise ValueError(f"{name}: mismatched_reference_prob needs references (reference: matched)")
+        if prob and len({r.identity for r in self.records}) < 2:
+            raise ValueError(f"{name}: mismatched_reference_prob needs at least two identities")
+        return prob
+
+    def _other_identity(self, record, rng: np.random.Generator):
+        """A record of an identity other than ``record``'s, drawn uniformly over records."""
+        while True:
+            other = self.records[int(rng.integers(len(self.records)))]
+            if other.identity != record.identity:
+                return other
 
     def _check_correspondence_options(self) -> None:
         name = type(self).__name__

@@ -133,3 +133,32 @@ def test_dataset_refuses_what_cannot_carry_correspondences(face_root, tmp_path):
         (posed / "id0000" / name).write_text(json.dumps(sidecar), encoding="utf-8")
     with pytest.raises(ValueError, match=r"sidecar of .*id0000.* missing: head"):
         build_dataset(train_opt(str(posed)))[0]
+
+
+def test_mismatched_references_come_from_another_identity_with_no_correspondences(face_root, seeded):
+    dataset = build_dataset(train_opt(face_root, num_ref=2, mismatched_reference_prob=0.5))
+    kinds = set()
+    for index in list(range(len(dataset))) * 4:
+        sample = dataset[index]
+        identity = os.path.basename(os.path.dirname(sample["gt_path"]))
+        ref_identities = {os.path.basename(os.path.dirname(p)) for p in sample["ref_path"].split(os.pathsep)}
+        assert len(ref_identities) == 1  # all references of one person
+        mismatched = ref_identities != {identity}
+        valid = sample["correspondences"][..., 4]
+        assert (valid.sum() == 0) if mismatched else (valid.sum() > 0)
+        kinds.add(mismatched)
+    assert kinds == {True, False}
+
+
+def test_mismatched_reference_prob_is_checked(face_root, tmp_path):
+    for prob in (1.0, -0.1):
+        with pytest.raises(ValueError, match=r"mismatched_reference_prob must be in \[0, 1\)"):
+            build_dataset(train_opt(face_root, mismatched_reference_prob=prob))
+    with pytest.raises(ValueError, match="mismatched_reference_prob needs references"):
+        build_dataset(
+            training_dataset_options(face_root, 64, reference="none", mismatched_reference_prob=0.2)
+        )
+    single = tmp_path / "single"
+    write_synthetic_identity_set(str(single), 1, 3, size=64, seed=2)
+    with pytest.raises(ValueError, match="at least two identities"):
+        build_dataset(train_opt(str(single), mismatched_reference_prob=0.2))
