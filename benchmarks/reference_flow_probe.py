@@ -52,7 +52,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("workdir", type=Path, help="a benchmarks/reference_detail.py workdir (its data.json)")
     parser.add_argument("--context", type=int, default=32, help="global context size (0: local heads only)")
-    parser.add_argument("--correlation", type=int, default=0, help="cost volume radius (0: none)")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -69,9 +68,7 @@ def main() -> None:
     channels = channel_plan(network["out_size"], network.get("width", 1.0), network["channels"])
     size = network["out_size"]
     encoders = torch.nn.ModuleDict({"lq": FeatureEncoder(channels), "ref": FeatureEncoder(channels)})
-    flow = ReferenceFlow(
-        channels, max(network["reference_attention"]), context=args.context, correlation=args.correlation
-    )
+    flow = ReferenceFlow(channels, max(network["reference_attention"]), context=args.context)
     optimizer = torch.optim.Adam([*encoders.parameters(), *flow.parameters()], lr=args.lr, betas=(0.9, 0.99))
     loss = ENTEDReferenceFlowLoss(loss_weight=1.0)
 
@@ -96,7 +93,7 @@ def main() -> None:
                 none = float(loss({size: 0 * flows[size]}, rows, size))
             scales = ", ".join(f"{res}px {e:.2f}" for res, e in errors.items())
             print(
-                f"context {args.context} correlation {args.correlation} step {step}: validation error {scales} (no flow {none:.2f}) "
+                f"context {args.context} step {step}: validation error {scales} (no flow {none:.2f}) "
                 f"[{time.perf_counter() - started:.0f} s]",
                 flush=True,
             )

@@ -230,9 +230,6 @@ class ENTED(
             in the paper; default: 0, off]. The value is the finest resolution (16..the largest
             ``reference_attention`` scale) at which the flow is estimated; finer attention scales
             read it bilinearly upsampled.
-        reference_flow_correlation: Radius (positions) of the local cost volume (PWC-Net's) between
-            the input's features and the warped reference's that each flow head also reads [not in
-            the paper; default: 0, none].
 
     ``ref=None`` uses ``lq`` itself as the reference ("self reference"): the network still runs,
     but its textures then come from the degraded image. A reference of another person supplies
@@ -274,7 +271,6 @@ class ENTED(
         reference_attention_window: int = 4,
         reference_attention_sigma: float = 1.0,
         reference_flow: int = 0,
-        reference_flow_correlation: int = 0,
     ):
         super().__init__()
         check_out_size(out_size)
@@ -352,19 +348,7 @@ class ENTED(
                     f"reference_flow must be 0 (off) or a resolution from {LATENT_SIZE} to the largest "
                     f"reference_attention scale {largest}, got {reference_flow!r}"
                 )
-        if reference_flow_correlation and not reference_flow:
-            raise ValueError(
-                "reference_flow_correlation is part of the reference flow: it needs reference_flow"
-            )
-        if type(reference_flow_correlation) is not int or not 0 <= reference_flow_correlation <= 4:
-            raise ValueError(
-                f"reference_flow_correlation must be a radius from 0 to 4, got {reference_flow_correlation!r}"
-            )
-        self.reference_flow = (
-            ReferenceFlow(ch, reference_flow, correlation=reference_flow_correlation)
-            if reference_flow
-            else None
-        )
+        self.reference_flow = ReferenceFlow(ch, reference_flow) if reference_flow else None
         self.convs = nn.ModuleList()
         self.to_rgbs = nn.ModuleList()
         for i, res in enumerate(sizes):

@@ -44,20 +44,6 @@ def identity_grid(size: int, device=None, dtype=None) -> torch.Tensor:
     return torch.stack([x, y], -1).to(dtype)
 
 
-def local_correlation(lq: torch.Tensor, ref: torch.Tensor, radius: int) -> torch.Tensor:
-    """Cosine similarity of each lq position with the reference around it.
-
-    lq, ref: (N, C, h, w) -> (N, (2 * radius + 1) ** 2, h, w): channel ``(dy + radius) * (2 * radius
-    + 1) + dx + radius`` is the similarity of ``lq(p)`` and ``ref(p + (dx, dy))`` (zero beyond the
-    border), the cost volume of PWC-Net (Sun et al., CVPR 2018).
-    """
-    size = 2 * radius + 1
-    n, c, h, w = ref.shape
-    lq = F.normalize(lq, dim=1)
-    neighbours = F.unfold(F.normalize(ref, dim=1), size, padding=radius).view(n, c, size * size, h, w)
-    return (lq[:, :, None] * neighbours).sum(1)
-
-
 def warp(features: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """features (N, C, h, w) read at ``p + flow(p)``: flow (N, 2, h, w), normalised x, y offsets.
 
@@ -70,7 +56,7 @@ def warp(features: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 
 
 class FlowHead(nn.Module):
-    """Three 3x3 convs: [lq features ; warped reference features ; flow ; ...] -> flow increment (N, 2, h, w)."""
+    """Three 3x3 convs: [lq features ; warped reference features ; flow] -> flow increment (N, 2, h, w)."""
 
     def __init__(self, in_channels: int, hidden: int):
         super().__init__()
@@ -96,20 +82,10 @@ class ReferenceFlow(nn.Module):
         finest: The finest resolution to estimate (the largest reference-attention scale).
         hidden: Channels of each head's hidden convs [default: 32].
         context: Size of the global context ``g`` [default: 32]; 0 for local heads only.
-        correlation: Radius (positions) of the local cost volume between the lq features and the
-            warped reference's, given to each head [default: 0, none].
     """
 
-    def __init__(
-        self,
-        channels: dict[int, int],
-        finest: int,
-        hidden: int = 32,
-        context: int = 32,
-        correlation: int = 0,
-    ):
+    def __init__(self, channels: dict[int, int], finest: int, hidden: int = 32, context: int = 32):
         super().__init__()
-        self.correlation = correlation
         self.sizes = [r for r in sorted(channels) if LATENT_SIZE <= r <= finest]
         if not self.sizes or self.sizes[-1] != finest:
             raise ValueError(f"reference flow: no encoder scale {finest} in {sorted(channels)}")
@@ -124,12 +100,7 @@ class ReferenceFlow(nn.Module):
             else None
         )
         self.heads = nn.ModuleDict(
-            {
-                str(r): FlowHead(
-                    2 * channels[r] + 2 + context + (2 * correlation + 1) ** 2 * bool(correlation), hidden
-                )
-                for r in self.sizes
-            }
+            {str(r): FlowHead(2 * channels[r] + 2 + context, hidden) for r in self.sizes}
         )
 
     def forward(self, lq_by_res: dict, ref_by_res: dict, num_refs: int) -> dict[int, torch.Tensor]:
@@ -148,12 +119,10 @@ class ReferenceFlow(nn.Module):
             else:
                 flow = F.interpolate(flow, size=res, mode="bilinear", align_corners=False)
             lq = lq_by_res[res].repeat_interleave(num_refs, 0)
-            warped = warp(ref, flow)
             # the flow enters the head in positions of this scale, comparable across scales
             head_input = torch.cat(
-                [lq, warped, flow * (res / 2)]
-                + [g[:, :, None, None].expand(-1, -1, res, res) for g in context]
-                + ([local_correlation(lq, warped, self.correlation)] if self.correlation else []),
+                [lq, warp(ref, flow), flow * (res / 2)]
+                + [g[:, :, None, None].expand(-1, -1, res, res) for g in context],
                 1,
             )
             flow = flow + self.heads[str(res)](head_input) * (2 / res)

@@ -5,7 +5,7 @@ import torch
 from tiny_configs import TINY_ENTED_64
 
 from ented.archs.ented_arch import ENTED
-from ented.archs.reference_flow import ReferenceFlow, local_correlation, warp
+from ented.archs.reference_flow import ReferenceFlow, warp
 
 
 def test_warp_reads_the_features_at_the_offset_place(seeded):
@@ -18,19 +18,6 @@ def test_warp_reads_the_features_at_the_offset_place(seeded):
     torch.testing.assert_close(warp(features, torch.zeros_like(flow)), features)
     half = warp(features, torch.full_like(flow, 0.5 * 2 / 16) * torch.tensor([1.0, 0.0]).view(1, 2, 1, 1))
     torch.testing.assert_close(half[..., :15], (features[..., :15] + features[..., 1:]) / 2)
-
-
-def test_local_correlation_peaks_at_the_shift_between_the_maps(seeded):
-    lq = torch.randn(2, 8, 12, 12)
-    ref = torch.roll(lq, shifts=(1, -2), dims=(2, 3))  # lq(p) = ref(p + (dx=-2, dy=+1))
-    cost = local_correlation(lq, ref, radius=2)
-    assert cost.shape == (2, 25, 12, 12)
-    inner = cost[..., 2:-2, 2:-2]
-    torch.testing.assert_close(inner[:, (1 + 2) * 5 + (-2 + 2)], torch.ones(2, 8, 8))
-    assert int(inner.argmax(1).unique().item()) == (1 + 2) * 5 + (-2 + 2)
-    assert inner.abs().max() <= 1 + 1e-5
-    assert float(local_correlation(lq, ref, radius=1)[:, :, 0, 0].abs().sum()) > 0  # border reads zeros
-    torch.testing.assert_close(local_correlation(lq, ref, 1)[:, 4], local_correlation(lq, ref, 0)[:, 0])
 
 
 def test_flow_starts_at_zero_so_the_network_is_the_one_without_it(seeded):
@@ -79,28 +66,6 @@ def test_flow_needs_the_reference_attention_and_an_encoder_scale():
             ENTED(**TINY_ENTED_64, reference_attention=(32,), reference_flow=bad)
     with pytest.raises(ValueError, match="no encoder scale 128"):
         ReferenceFlow({16: 8, 32: 8, 64: 8}, 128)
-    with pytest.raises(ValueError, match="it needs reference_flow"):
-        ENTED(**TINY_ENTED_64, reference_attention=(32,), reference_flow_correlation=2)
-    for bad in (True, -1, 5, 1.5):
-        with pytest.raises(ValueError, match="reference_flow_correlation must be a radius"):
-            ENTED(
-                **TINY_ENTED_64, reference_attention=(32,), reference_flow=32, reference_flow_correlation=bad
-            )
-
-
-def test_the_cost_volume_feeds_every_head_and_trains_the_encoders(seeded):
-    plain = ENTED(**TINY_ENTED_64, reference_attention=(32,), reference_flow=32)
-    net = ENTED(**TINY_ENTED_64, reference_attention=(32,), reference_flow=32, reference_flow_correlation=2)
-    for res, head in net.reference_flow.heads.items():
-        assert head.body[0].in_channels == plain.reference_flow.heads[res].body[0].in_channels + 25
-    with torch.no_grad():
-        for head in net.reference_flow.heads.values():
-            head.body[0].weight[:, :-25].zero_()  # the heads read the cost volume only
-            head.body[-1].weight.normal_(0, 0.1)
-    lq, ref = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64)
-    _, aux = net(lq, ref, return_aux=True)
-    sum(f.square().mean() for f in aux["reference_flow"].values()).backward()
-    assert net.ref_encoder.stem.weight.grad.abs().sum() > 0
 
 
 def test_local_heads_only_without_global_context(seeded):
