@@ -26,15 +26,14 @@ from ented.experiment import load_option_file
 from ented.losses.reference_flow_loss import ENTEDReferenceFlowLoss
 
 
-def datasets(workdir: Path, base: dict) -> tuple:
-    """(train, validation) training-style datasets with correspondences (validation: no flip)."""
+def datasets(workdir: Path, base: dict, **options) -> tuple:
+    """(train, validation) training-style datasets of a workdir's inner split, with the demo's
+    training options updated by ``options`` (validation: no flip)."""
     data = json.loads((workdir / "data.json").read_text())
     if "val_list" not in data:
         raise SystemExit(f"{workdir} has no validation split: prepare it with --val-identities > 0")
     validation_identities = Path(data["train_list"]).parent / "test.txt"  # the inner split's held-out part
-    train_opt = dict(
-        base["datasets"]["train"], phase="train", dataroot_gt=data["faces"], correspondences=True
-    )
+    train_opt = dict(base["datasets"]["train"], phase="train", dataroot_gt=data["faces"], **options)
     for key in (
         "num_worker_per_gpu",
         "batch_size_per_gpu",
@@ -60,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     base = load_option_file("demo_train_tiny.yml")
-    train, val = datasets(args.workdir.resolve(), base)
+    train, val = datasets(args.workdir.resolve(), base, correspondences=True)
     torch.manual_seed(1000 + args.seed)  # the validation samples' degradations: the same for every run
     val_samples = [val[i] for i in range(len(val))]
     torch.manual_seed(args.seed)
