@@ -47,15 +47,21 @@ def datasets(workdir: Path, base: dict, **options) -> tuple:
     return train, val
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def probe_parser(description: str, steps: int, batch: int) -> argparse.ArgumentParser:
+    """The arguments every probe of a reference_detail.py workdir takes."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("workdir", type=Path, help="a benchmarks/reference_detail.py workdir (its data.json)")
-    parser.add_argument("--context", type=int, default=32, help="global context size (0: local heads only)")
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--batch", type=int, default=batch)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    return parser
+
+
+def main() -> None:
+    parser = probe_parser(__doc__.split("\n")[0], steps=600, batch=8)
+    parser.add_argument("--context", type=int, default=32, help="global context size (0: local heads only)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     base = load_option_file("demo_train_tiny.yml")

@@ -14,14 +14,12 @@ another). docs/architecture.md quotes it::
     python benchmarks/reference_identity_probe.py bench_ref --steps 2400
 """
 
-import argparse
 import os
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from reference_flow_probe import datasets
+from reference_flow_probe import datasets, probe_parser
 from torch import nn
 
 from ented.archs.ented_arch import FeatureEncoder, channel_plan
@@ -58,14 +56,7 @@ def batch_of(samples: list) -> tuple:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("workdir", type=Path, help="a benchmarks/reference_detail.py workdir (its data.json)")
-    parser.add_argument("--steps", type=int, default=2400)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    args = probe_parser(__doc__.split("\n")[0], steps=2400, batch=16).parse_args()
     torch.set_num_threads(args.threads)
     base = load_option_file("demo_train_tiny.yml")
     train, val = datasets(args.workdir.resolve(), base, mismatched_reference_prob=0.5)
