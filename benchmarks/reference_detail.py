@@ -22,6 +22,14 @@ processes side by side, one thread each; about 17 min per 1,500-iteration run th
     $B --variants dense --seeds 0 1 2 & $B --variants blind --seeds 0 1 2 & $B --variants faithful --seeds 0
     wait; $B --variants faithful --seeds 1 & $B --variants faithful --seeds 2; wait
     $B --variants faithful dense blind --seeds 0 1 2 --table-only
+
+The flow network is undertrained at 1,500 iterations (validation recall 0.68 against 0.86 at
+3,000); its 3,000-iteration test run, in a workdir of its own (a workdir keeps one result per
+variant and seed), three processes side by side (about an hour)::
+
+    B3="python benchmarks/reference_detail.py --workdir bench_ref_3000 --data-seed 1 --split test --threads 1"
+    $B3 --prepare-only
+    for s in 0 1 2; do $B3 --variants flow --iters 3000 --seeds $s & done; wait
 """
 
 import argparse
