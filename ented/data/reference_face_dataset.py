@@ -43,9 +43,9 @@ class ENTEDReferenceFaceDataset(ReferenceDatasetBase):
       :mod:`ented.data.correspondences`), for the reference flow's loss. Disk backend; not with
       ``ref_use_hflip`` or ``ref_affine_prob``, which move a reference without its sidecar.
     - ``mismatched_reference_prob`` (0): the probability that a sample's references are another
-      identity's (all from one other person; their correspondences invalid), so the network
-      learns not to carry a stranger's marks onto the face (the reference check's job at
-      inference, learnt).
+      identity's (all from one other person; their correspondences invalid), meant to teach the
+      network not to carry a stranger's marks onto the face. On the synthetic set it hedges on
+      every reference instead (validation recall 0.22 at 0.2; docs/architecture.md).
 
     Identities with a single image cannot give a different reference: they are skipped with a
     logged warning, unless ``allow_gt_as_ref: true``, which keeps them with the gt as reference.
