@@ -10,6 +10,10 @@ Variants (all from ``options/demo_train_tiny.yml``, 64 px):
 - ``dense``: with dense reference attention (``reference_attention: [32, 64]``), no reference flow;
 - ``flow``: the demo's network: dense reference attention reading the reference warped by the
   reference flow (``reference_flow: 32``), trained with the flow loss on known correspondences;
+- ``gated``: the ``flow`` network with the reference gate (``reference_gate: true``), which reads
+  only references it judges to show the input's person, trained with the gate loss on a dataset
+  where a quarter of the samples have another person's references (``mismatched_reference_prob:
+  0.25``; the rest of the network then reads the input itself in their place);
 - ``blind``: the ``dense`` network trained with no reference (``reference: none``), so "reference
   vs blind" compares two trained models (a flow would only warp the input onto itself).
 
@@ -57,6 +61,11 @@ VARIANTS = {
     "faithful": {"network_g": {"reference_attention": [], "reference_flow": 0}, **NO_FLOW},
     "dense": {"network_g": {"reference_flow": 0}, **NO_FLOW},
     "flow": {"network_g": {}, "dataset": {}},
+    "gated": {
+        "network_g": {"reference_gate": True},
+        "dataset": {"mismatched_reference_prob": 0.25},
+        "train": {"gate_opt": {"type": "ENTEDReferenceGateLoss", "loss_weight": 1.0}},
+    },
     "blind": {
         "network_g": {"reference_flow": 0},
         "dataset": {"reference": "none", "correspondences": False},
@@ -184,13 +193,17 @@ def print_tables(results_dir: Path, args) -> None:
             if path.is_file():
                 runs.setdefault(variant, []).append(json.loads(path.read_text())["scores"])
     rows = {}
+    gated = any("references_read" in c for scores in runs.values() for s in scores for c in s.values())
+    columns = METRICS + (("references_read",) if gated else ())
     for variant, scores in runs.items():
         for condition in CONDITIONS:
             if all(condition in s for s in scores):
-                rows[f"{variant}: {condition}"] = {m: [s[condition][m] for s in scores] for m in METRICS}
+                rows[f"{variant}: {condition}"] = {
+                    m: [s[condition][m] for s in scores if m in s[condition]] for m in columns
+                }
     seeds = {variant: len(scores) for variant, scores in runs.items()}
     print(f"\n{args.split} split, {args.iters} iterations, seeds per variant {seeds}\n")
-    print(markdown_table(rows))
+    print(markdown_table(rows, columns))
     yaw_columns = [k for scores in runs.values() for k in scores[0].get("true reference", {}) if "@" in k]
     yaw_columns = list(dict.fromkeys(yaw_columns))
     yaw_rows = {

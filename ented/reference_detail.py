@@ -173,7 +173,9 @@ def evaluate_conditions(net, data: dict, role: str, size: int, conditions=CONDIT
     Returns:
         ``{condition: {metric: mean over images}}`` plus, under ``"true reference"``,
         ``erased_mark_recall@yaw>=25`` and ``...@yaw<25`` (the yaw difference of reference and gt)
-        and ``images@yaw>=25``. Means leave out images a metric cannot score (NaN).
+        and ``images@yaw>=25``, and, for a network with ``reference_gate``, ``references_read``
+        under each condition with references (the share its gate accepts). Means leave out
+        images a metric cannot score (NaN).
     """
     from basicsr.data import build_dataset
 
@@ -197,6 +199,10 @@ def evaluate_conditions(net, data: dict, role: str, size: int, conditions=CONDIT
             ref = sample.get("ref")
             output = bgr_image(net(sample["lq"][None], None if ref is None else ref[None])[0])
             scores = per_image[name]
+            if getattr(net, "reference_gate", None) is not None and ref is not None:
+                refs = ref[None] if ref.ndim == 4 else ref[None, None]
+                accepted = net.reference_gate(sample["lq"][None], refs) >= 0
+                scores.setdefault("references_read", []).append(float(accepted.float().mean()))
             scores["face_psnr"].append(calculate_ented_face_psnr(output, gt, face_mask=face_mask))
             scores["face_detail"].append(calculate_ented_face_detail(output, gt, face_mask=face_mask))
             scores["erased_mark_recall"].append(

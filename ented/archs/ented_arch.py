@@ -23,6 +23,7 @@ from torch import nn
 from ented.archs.latent_refinement import LatentRefinement
 from ented.archs.reference_attention import DenseReferenceAttention
 from ented.archs.reference_flow import ReferenceFlow, warp
+from ented.archs.reference_gate import ReferenceGate, keep_references
 from ented.archs.stylegan2_layers import EqualConv2d, EqualLinear, FusedLeakyReLU, ModulatedConv2d, ToRGB
 from ented.archs.texture_ops import TextureDistribution, TextureExtraction
 from ented.archs.vector_quantizer import VectorQuantizer
@@ -230,6 +231,10 @@ class ENTED(
             in the paper; default: 0, off]. The value is the finest resolution (16..the largest
             ``reference_attention`` scale) at which the flow is estimated; finer attention scales
             read it bilinearly upsampled.
+        reference_gate: Judge each reference by whether it shows the input's person, and read
+            only those that do (:mod:`ented.archs.reference_gate`) [not in the paper; default: off].
+            Train it with ``ENTEDReferenceGateLoss`` on data where some references are another
+            person's (the dataset's ``mismatched_reference_prob``).
 
     ``ref=None`` uses ``lq`` itself as the reference ("self reference"): the network still runs,
     but its textures then come from the degraded image. A reference of another person supplies
@@ -271,6 +276,7 @@ class ENTED(
         reference_attention_window: int = 4,
         reference_attention_sigma: float = 1.0,
         reference_flow: int = 0,
+        reference_gate: bool = False,
     ):
         super().__init__()
         check_out_size(out_size)
@@ -349,6 +355,7 @@ class ENTED(
                     f"reference_attention scale {largest}, got {reference_flow!r}"
                 )
         self.reference_flow = ReferenceFlow(ch, reference_flow) if reference_flow else None
+        self.reference_gate = ReferenceGate(out_size) if reference_gate else None
         self.convs = nn.ModuleList()
         self.to_rgbs = nn.ModuleList()
         for i, res in enumerate(sizes):
@@ -396,8 +403,9 @@ class ENTED(
         return net.to(map_location).eval()
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Trainable parameters split into 'attention' (extraction/distribution convs, refinement, VQ;
-        they get lr 1e-4 in training [default]) and 'base' (everything else). Only parameters with
+        """Trainable parameters split into 'attention' (extraction/distribution convs, refinement, VQ,
+        and the variant's reference attention, flow and gate; they get ``train.attention_lr``,
+        default 1e-4) and 'base' (everything else). Only parameters with
         ``requires_grad`` are listed, each exactly once."""
         attention_types = (
             TextureExtraction,
@@ -406,6 +414,7 @@ class ENTED(
             VectorQuantizer,
             DenseReferenceAttention,
             ReferenceFlow,
+            ReferenceGate,
         )
         attention_ids = {
             id(p) for m in self.modules() if isinstance(m, attention_types) for p in m.parameters()
@@ -457,6 +466,7 @@ class ENTED(
         ref: torch.Tensor | None = None,
         return_aux: bool = False,
         reference_strength: float = 1.0,
+        reference_match: torch.Tensor | None = None,
     ):
         """Restores ``lq`` using ``ref``.
 
@@ -469,6 +479,9 @@ class ENTED(
                 reference attention) reads E_ref's features, which become ``(1 - s) E_ref(lq) +
                 s E_ref(ref)`` per scale. 0 gives exactly the no-reference output (``ref=None``),
                 1 the reference's [default]; the lq path is unchanged [not in the paper].
+            reference_match: (B, K) training targets of ``reference_gate``, 1 where the reference
+                shows the input's person: when given, they decide which references are read,
+                instead of the gate (default: the gate decides; without a gate all are read).
 
         Returns:
             out (B, 3, S, S) (no tanh); with ``return_aux`` also a dict:
@@ -478,12 +491,24 @@ class ENTED(
             heads, b*b, K*(b+2w)^2)} for each dense reference attention (8x8 blocks ``b``, each
             position over its block's haloed window in every reference); 'reference_flow': {res:
             (B, K, 2, r, r)} with ``reference_flow``: the offset, in grid_sample's normalised
-            coordinates, from each position to the point it shows in each reference (16..``reference_flow``).
+            coordinates, from each position to the point it shows in each reference (16..``reference_flow``);
+            'reference_gate': (B, K) same-person logits with ``reference_gate`` and a ``ref``.
         """
         if not 0.0 <= reference_strength <= 1.0:
             raise ValueError(f"reference_strength must be in [0, 1], got {reference_strength}")
         refs = self._references(lq, ref)
         batch, num_refs = refs.shape[:2]
+        aux = {}
+        if reference_match is not None and tuple(reference_match.shape) != (batch, num_refs):
+            raise ValueError(
+                f"reference_match must be (B, K) = {(batch, num_refs)}; got {tuple(reference_match.shape)}"
+            )
+        if self.reference_gate is not None and ref is not None:
+            aux["reference_gate"] = self.reference_gate(lq, refs)
+            keep = aux["reference_gate"] >= 0 if reference_match is None else reference_match > 0.5
+            refs = keep_references(lq, refs, keep)
+        elif reference_match is not None:
+            raise ValueError("reference_match needs a network with reference_gate and a ref")
         refs = rearrange(refs, "b k c h w -> (b k) c h w").contiguous(memory_format=self.memory_format)
         ref_feats = self.ref_encoder(refs)
         if ref is not None and reference_strength < 1.0:
@@ -504,7 +529,6 @@ class ENTED(
         lq_feats = self.lq_encoder(lq.contiguous(memory_format=self.memory_format))
         z = lq_feats[-1]
         lq_by_res = {f.shape[-1]: f for f in lq_feats}
-        aux = {}
         z_dec = z
         if self.quantizer is not None:
             z_dec, aux["vq"] = self.quantizer(z)

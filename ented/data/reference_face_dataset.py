@@ -43,9 +43,11 @@ class ENTEDReferenceFaceDataset(ReferenceDatasetBase):
       :mod:`ented.data.correspondences`), for the reference flow's loss. Disk backend; not with
       ``ref_use_hflip`` or ``ref_affine_prob``, which move a reference without its sidecar.
     - ``mismatched_reference_prob`` (0): the probability that a sample's references are another
-      identity's (all from one other person; their correspondences invalid), meant to teach the
-      network not to carry a stranger's marks onto the face. On the synthetic set it hedges on
-      every reference instead (validation recall 0.22 at 0.2; docs/architecture.md).
+      identity's (all from one other person; their correspondences invalid). Samples then carry
+      ``reference_match`` (K,): 1.0 for the gt's person, 0.0 for another, what
+      ``ENTEDReferenceGateLoss`` trains ``ENTED(reference_gate=True)``'s gate with. Without a
+      gate the network hedges on every reference instead (validation recall 0.22 at 0.2 on the
+      synthetic set; docs/architecture.md).
 
     Identities with a single image cannot give a different reference: they are skipped with a
     logged warning, unless ``allow_gt_as_ref: true``, which keeps them with the gt as reference.
@@ -131,6 +133,8 @@ class ENTEDReferenceFaceDataset(ReferenceDatasetBase):
                 img = np.ascontiguousarray(img[:, ::-1])
             ref_images.append(self.ref_augment(img, rng) if self.ref_augment.active else img)
         sample = self.add_refs(sample, refs, ref_images, role)
+        if self.mismatched_reference_prob > 0:
+            sample["reference_match"] = torch.full((len(refs),), 0.0 if mismatched else 1.0)
         if mismatched and self.correspondences:  # no point of the gt is in a stranger's photo
             sample["correspondences"] = torch.zeros(len(refs), GRID * GRID, 5)
         elif self.correspondences:

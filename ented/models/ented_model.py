@@ -19,6 +19,7 @@ from basicsr.utils.registry import ARCH_REGISTRY, METRIC_REGISTRY, MODEL_REGISTR
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from ented.archs.reference_gate import keep_references
 from ented.atomic_io import atomic_imwrite, atomic_torch_save
 from ented.hub_weights import is_hub_spec, load_torch_file
 from ented.metrics.lpips_metric import _TORCHVISION_WEIGHTS as LPIPS_BACKBONE_WEIGHTS
@@ -51,6 +52,7 @@ TRAIN_OPTIONS = BASICSR_TRAIN_KEYS | {
     "identity_opt",
     "gan_opt",
     "flow_opt",
+    "gate_opt",
 }
 VAL_OPTIONS = BASICSR_VAL_KEYS | {"suffix", "grids"}
 # what the model passes to every metric as data (nondist_validation); not options
@@ -81,7 +83,10 @@ class ENTEDModel(BaseModel):
     - Loss terms, each optional: ``pixel_opt``, ``perceptual_opt`` (BasicSR's
       ``PerceptualLoss``, giving perceptual and Gram style terms), ``attention_opt``,
       ``identity_opt``, ``gan_opt``, ``flow_opt`` (``ENTEDReferenceFlowLoss``: needs
-      ``network_g.reference_flow`` and a dataset with ``correspondences: true``); ``vq_weight``
+      ``network_g.reference_flow`` and a dataset with ``correspondences: true``), ``gate_opt``
+      (``ENTEDReferenceGateLoss``: needs ``network_g.reference_gate`` and a dataset with
+      ``mismatched_reference_prob`` > 0, whose ``reference_match`` then also decides which
+      references the network reads in training); ``vq_weight``
       scales the network's VQ loss;
       ``r1_gamma`` / ``r1_interval`` set the lazy R1 penalty.
     - ``train.codebook_init``: ``data`` (default) sets the code words from the first batch's
@@ -169,12 +174,18 @@ class ENTEDModel(BaseModel):
             self.net_d.train()
 
         self.losses = torch.nn.ModuleDict()
-        for name in ("pixel", "perceptual", "attention", "identity", "gan", "flow"):
+        for name in ("pixel", "perceptual", "attention", "identity", "gan", "flow", "gate"):
             loss_opt = train_opt.get(f"{name}_opt")
             if loss_opt is not None:
                 self.losses[name] = build_loss(loss_opt).to(self.device)
         if "gan" in self.losses and self.net_d is None:
             raise ValueError("train.gan_opt is set but there is no network_d to train against")
+        has_gate = bool(self.opt["network_g"].get("reference_gate"))
+        if has_gate != ("gate" in self.losses):
+            raise ValueError(
+                "network_g.reference_gate and train.gate_opt go together: the gate learns only from "
+                "ENTEDReferenceGateLoss" + ("" if has_gate else ", and the loss needs the gate")
+            )
         self.vq_weight = float(train_opt.get("vq_weight", 1.0))
         codebook_init = train_opt.get("codebook_init", "data")
         if codebook_init not in ("data", "random"):
@@ -246,11 +257,22 @@ class ENTEDModel(BaseModel):
         self.ref = data["ref"].to(self.device) if "ref" in data else None
         self.gt = data["gt"].to(self.device) if "gt" in data else None
         self.correspondences = data["correspondences"].to(self.device) if "correspondences" in data else None
+        self.reference_match = data["reference_match"].to(self.device) if "reference_match" in data else None
 
     @property
     def generator_input(self) -> torch.Tensor:
         """Stage 1 autoencodes the HQ face; stage 2 restores the degraded one."""
         return self.gt if self.stage == 1 and self.gt is not None else self.lq
+
+    @property
+    def references_read(self) -> torch.Tensor:
+        """The references the generator reads in training: ``ref``, less those that
+        ``reference_match`` rejects (the input itself in their place, as the gate does)."""
+        if "gate" not in self.losses:
+            return self.ref
+        refs = self.ref if self.ref.ndim == 5 else self.ref[:, None]
+        refs = keep_references(self.generator_input, refs, self.reference_match > 0.5)
+        return refs if self.ref.ndim == 5 else refs[:, 0]
 
     def init_codebook_from_batch(self) -> None:
         """Sets the code words from this batch's HQ latents; every process gets rank 0's words."""
@@ -268,7 +290,13 @@ class ENTEDModel(BaseModel):
         self.optimizer_g.zero_grad(set_to_none=True)
         if self.net_d is not None:
             self.net_d.requires_grad_(False)
-        output, aux = self.net_g(self.generator_input, self.ref, return_aux=True)
+        if "gate" in self.losses and self.reference_match is None:
+            raise ValueError(
+                "train.gate_opt needs reference_match in the batch: set mismatched_reference_prob > 0 "
+                "on the training dataset (the gate must see references of other people)"
+            )
+        gate = {"reference_match": self.reference_match} if "gate" in self.losses else {}
+        output, aux = self.net_g(self.generator_input, self.ref, return_aux=True, **gate)
         self.output = output
         terms = self._generator_loss_terms(output, aux)
         total = sum(terms.values())
@@ -295,7 +323,9 @@ class ENTEDModel(BaseModel):
             if style is not None:
                 terms["l_g_style"] = style
         if "attention" in self.losses and self.ref is not None:
-            terms["l_g_attention"] = self.losses["attention"](aux["texture_attention"], self.ref, self.gt)
+            terms["l_g_attention"] = self.losses["attention"](
+                aux["texture_attention"], self.references_read, self.gt
+            )
         if "flow" in self.losses:
             if self.correspondences is None:
                 raise ValueError(
@@ -305,6 +335,8 @@ class ENTEDModel(BaseModel):
             terms["l_g_flow"] = self.losses["flow"](
                 aux["reference_flow"], self.correspondences, self.gt.shape[-1]
             )
+        if "gate" in self.losses:
+            terms["l_g_gate"] = self.losses["gate"](aux["reference_gate"], self.reference_match)
         if "identity" in self.losses:
             terms["l_g_identity"] = self.losses["identity"](output, self.gt)
         if "vq" in aux and self.vq_weight > 0:

@@ -146,8 +146,13 @@ def test_mismatched_references_come_from_another_identity_with_no_correspondence
         mismatched = ref_identities != {identity}
         valid = sample["correspondences"][..., 4]
         assert (valid.sum() == 0) if mismatched else (valid.sum() > 0)
+        assert sample["reference_match"].tolist() == ([0.0, 0.0] if mismatched else [1.0, 1.0])
         kinds.add(mismatched)
     assert kinds == {True, False}
+
+
+def test_only_samples_that_may_be_mismatched_carry_reference_match(face_root, seeded):
+    assert "reference_match" not in build_dataset(train_opt(face_root))[0]
 
 
 def test_mismatched_reference_prob_is_checked(face_root, tmp_path):

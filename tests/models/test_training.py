@@ -419,3 +419,54 @@ def test_flow_loss_teaches_the_reference_flow_the_known_correspondences(faces, t
     model.feed_data(data)
     with pytest.raises(ValueError, match="correspondences: true"):
         model.optimize_parameters(41)
+
+
+def gate_options(faces) -> dict:
+    opt = train_options(faces, "gate", total_iter=1, checkpoint_freq=1)
+    opt["network_g"].update(reference_attention=[16], reference_gate=True)
+    opt["datasets"]["train"]["mismatched_reference_prob"] = 0.5
+    opt["train"]["gate_opt"] = {"type": "ENTEDReferenceGateLoss", "loss_weight": 1.0}
+    return opt
+
+
+def test_gate_learns_the_known_answers_which_decide_what_the_generator_reads(faces, tmp_path, seeded):
+    from basicsr.data import build_dataset
+
+    opt = gate_options(faces)
+    model = model_from(opt, tmp_path)
+    dataset = build_dataset(opt["datasets"]["train"])
+    samples = {}
+    for index in range(len(dataset)):  # two samples of each answer
+        sample = dataset[index]
+        samples.setdefault(float(sample["reference_match"][0]), []).append(sample)
+        if all(len(samples.get(answer, [])) >= 2 for answer in (0.0, 1.0)):
+            break
+    chosen = samples[1.0][:2] + samples[0.0][:2]
+    data = {k: torch.stack([s[k] for s in chosen]) for k in ("lq", "gt", "ref", "reference_match")}
+    model.feed_data(data)
+    read = model.references_read
+    torch.testing.assert_close(read[:2], data["ref"][:2])
+    torch.testing.assert_close(read[2:], data["lq"][2:])  # another person's: the input in its place
+    losses = []
+    for step in range(1, 31):
+        model.optimize_parameters(step)
+        losses.append(float(model.log_dict["l_g_gate"]))
+    assert sum(losses[-5:]) / 5 < 0.5 * losses[0]
+    with torch.no_grad():
+        logits = model.net_g.reference_gate(data["lq"], data["ref"][:, None])[:, 0]
+    assert (logits[:2] > 0).all() and (logits[2:] < 0).all()
+    del data["reference_match"]
+    model.feed_data(data)
+    with pytest.raises(ValueError, match="gate_opt needs reference_match in the batch"):
+        model.optimize_parameters(31)
+
+
+def test_gate_and_gate_loss_come_together(faces, tmp_path):
+    without_loss = gate_options(faces)
+    del without_loss["train"]["gate_opt"]
+    with pytest.raises(ValueError, match="reference_gate and train.gate_opt go together"):
+        model_from(without_loss, tmp_path / "a")
+    without_gate = gate_options(faces)
+    del without_gate["network_g"]["reference_gate"]
+    with pytest.raises(ValueError, match="the loss needs the gate"):
+        model_from(without_gate, tmp_path / "b")
