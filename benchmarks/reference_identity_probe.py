@@ -8,10 +8,13 @@ one person. This probe trains what ENTED has for it -- E_lq and E_ref (the demo'
 person's reference (``mismatched_reference_prob: 0.5``), by binary cross-entropy, and prints every
 100 steps how well it separates the validation identities' pairs (192 fixed pairs): accuracy at
 0.5, ROC AUC, and the shares of confident answers (p > 0.9 for the same person, p < 0.1 for
-another). docs/architecture.md quotes it::
+another). ``--probe gate`` trains the reference gate instead
+(:class:`~ented.archs.reference_gate.ReferenceGate`: both images side by side into one small CNN).
+docs/architecture.md quotes both::
 
     python benchmarks/reference_detail.py --workdir bench_ref --prepare-only   # data seed 0
     python benchmarks/reference_identity_probe.py bench_ref --steps 2400
+    python benchmarks/reference_identity_probe.py bench_ref --steps 2400 --probe gate
 """
 
 import os
@@ -23,6 +26,7 @@ from reference_flow_probe import datasets, probe_parser
 from torch import nn
 
 from ented.archs.ented_arch import FeatureEncoder, channel_plan
+from ented.archs.reference_gate import ReferenceGate
 from ented.experiment import load_option_file
 
 VALIDATION_PAIRS = 192
@@ -48,6 +52,17 @@ class VerificationProbe(nn.Module):
         return self.head(torch.cat([a, b, a * b, (a - b).abs()], 1))[:, 0]
 
 
+class GateProbe(nn.Module):
+    """(lq, ref) (B, 3, S, S) each -> same-person logit (B,), from a fresh reference gate."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.gate = ReferenceGate(size)
+
+    def forward(self, lq: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        return self.gate(lq, ref[:, None])[:, 0]
+
+
 def batch_of(samples: list) -> tuple:
     """Stacked lq, ref and the same-person labels (1.0 / 0.0) of training samples."""
     lq, ref = (torch.stack([s[k] for s in samples]) for k in ("lq", "ref"))
@@ -56,7 +71,9 @@ def batch_of(samples: list) -> tuple:
 
 
 def main() -> None:
-    args = probe_parser(__doc__.split("\n")[0], steps=2400, batch=16).parse_args()
+    parser = probe_parser(__doc__.split("\n")[0], steps=2400, batch=16)
+    parser.add_argument("--probe", choices=("encoders", "gate"), default="encoders")
+    args = parser.parse_args()
     torch.set_num_threads(args.threads)
     base = load_option_file("demo_train_tiny.yml")
     train, val = datasets(args.workdir.resolve(), base, mismatched_reference_prob=0.5)
@@ -64,9 +81,12 @@ def main() -> None:
     lq_val, ref_val, same_val = batch_of([val[i % len(val)] for i in range(VALIDATION_PAIRS)])
     torch.manual_seed(args.seed)
     network = base["network_g"]
-    probe = VerificationProbe(
-        channel_plan(network["out_size"], network.get("width", 1.0), network["channels"])
-    )
+    if args.probe == "gate":
+        probe = GateProbe(network["out_size"])
+    else:
+        probe = VerificationProbe(
+            channel_plan(network["out_size"], network.get("width", 1.0), network["channels"])
+        )
     optimizer = torch.optim.Adam(probe.parameters(), lr=args.lr, betas=(0.9, 0.99))
     started = time.perf_counter()
     for step in range(1, args.steps + 1):

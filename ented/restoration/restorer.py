@@ -186,10 +186,39 @@ class ENTEDRestorer(pretrained.RestorerWeights):
                     kept = [n for n, check in enumerate(batch_checks) if not check.refused]
                     indices, ref_batch = [indices[n] for n in kept], ref_batch[kept]
             if indices:
-                out = self.forward(to_network([lq[i] for i in indices], self.device), ref_batch)
+                lq_batch = to_network([lq[i] for i in indices], self.device)
+                if ref_batch is not None:
+                    self._report_gate(
+                        lq_batch,
+                        ref_batch,
+                        [face_names[i] for i in indices],
+                        [reference_names[i] for i in indices],
+                    )
+                out = self.forward(lq_batch, ref_batch)
                 for i, face in zip(indices, from_network(out)):
                     outputs[i] = face
         return AlignedResult(faces=outputs, checks=checks)
+
+    @torch.no_grad()
+    def _report_gate(
+        self, lq: torch.Tensor, refs: torch.Tensor, face_names: list, reference_names: list
+    ) -> None:
+        """Logs a warning for each reference that the network's reference gate (``reference_gate``)
+        will set aside as another person's: the face is then restored without it."""
+        gate = getattr(self.net, "reference_gate", None)
+        if gate is None:
+            return
+        logits = gate(lq, refs if refs.ndim == 5 else refs[:, None])
+        for face, names, row in zip(face_names, reference_names, logits.tolist()):
+            for name, logit in zip(names, row):
+                if logit < 0:
+                    logger.warning(
+                        "%s: the network's reference gate judges %s to show another person "
+                        "(p = %.2f); the face is restored without it",
+                        face,
+                        name,
+                        1 / (1 + math.exp(-logit)),
+                    )
 
     # ------------------------------------------------------------------ whole photos
 

@@ -15,8 +15,8 @@ onnxruntime = pytest.importorskip("onnxruntime")
 
 @pytest.mark.parametrize(
     "network",
-    [{}, {"reference_attention": (32,), "reference_flow": 16}],
-    ids=["ented", "with reference flow"],
+    [{}, {"reference_attention": (32,), "reference_flow": 16, "reference_gate": True}],
+    ids=["ented", "with reference flow and gate"],
 )
 def test_export_matches_pytorch(tmp_path, capsys, network):
     net = tiny_net(0, **network)

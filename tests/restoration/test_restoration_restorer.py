@@ -172,3 +172,24 @@ def test_whole_photo_with_mtcnn_on_the_astronaut(restorer, mtcnn):
         net_restorer.align_reference(np.full((60, 80, 3), 90, np.uint8), aligned=None, name="wall")
     # a square image without a face is taken as an aligned reference (logged)
     assert net_restorer.align_reference(np.full((64, 64, 3), 90, np.uint8)).shape == (32, 32, 3)
+
+
+@pytest.mark.parametrize("logit", [-3.0, 3.0])
+def test_a_reference_the_gate_sets_aside_is_named_and_not_read(logit, caplog):
+    net = tiny_net(0, reference_attention=(16,), reference_gate=True)
+    with torch.no_grad():
+        net.reference_gate.head[-1].weight.zero_()
+        net.reference_gate.head[-1].bias.fill_(logit)
+    restorer = ENTEDRestorer(net, device="cpu", reference_check="off")
+    lq, ref = face(1), face(2)
+    result = restorer.restore_aligned([lq], [[ref]], face_names=["input.png"], reference_names=[["her.png"]])
+    warned = [r.getMessage() for r in caplog.records if "reference gate" in r.getMessage()]
+    if logit < 0:
+        assert warned == [
+            "input.png: the network's reference gate judges her.png to show another person (p = 0.05); "
+            "the face is restored without it"
+        ]
+        assert np.array_equal(result.faces[0], expected(net, lq, None))
+    else:
+        assert not warned
+        assert not np.array_equal(result.faces[0], expected(net, lq, None))
