@@ -153,7 +153,7 @@ def main(argv=None) -> None:
             record = {"overrides": overrides, "iters": args.iters, "train_seconds": trained, "scores": scores}
             atomic_write_text(result_file, json.dumps(record, indent=1))
             logging.info("%s seed %d: %s", variant, seed, json.dumps(scores))
-    print_tables(results_dir, args)
+    print_tables(results_dir, args, overrides)
 
 
 def load_or_prepare_data(workdir: Path, base: dict, args) -> dict:
@@ -185,13 +185,17 @@ def _finished(result_file: Path, overrides: dict, iters: int) -> bool:
     return record["overrides"] == overrides and record["iters"] == iters
 
 
-def print_tables(results_dir: Path, args) -> None:
+def print_tables(results_dir: Path, args, overrides: dict) -> None:
+    """Prints the tables of the finished runs with these iterations and overrides (a result of
+    other settings is left out, with a warning)."""
     runs = {}
     for variant in args.variants:
         for seed in args.seeds:
             path = results_dir / f"{variant}_seed{seed}.json"
-            if path.is_file():
+            if _finished(path, overrides, args.iters):
                 runs.setdefault(variant, []).append(json.loads(path.read_text())["scores"])
+            elif path.is_file():
+                logging.warning("%s: left out, trained with other iterations or overrides", path)
     rows = {}
     gated = any("references_read" in c for scores in runs.values() for s in scores for c in s.values())
     columns = METRICS + (("references_read",) if gated else ())
