@@ -34,6 +34,10 @@ variant and seed), three processes side by side (about an hour)::
     B3="python benchmarks/reference_detail.py --workdir bench_ref_3000 --data-seed 1 --split test --threads 1"
     $B3 --prepare-only
     for s in 0 1 2; do $B3 --variants flow --iters 3000 --seeds $s & done; wait
+    for s in 0 1 2; do $B3 --variants gated --iters 3000 --seeds $s & done; wait
+    $B3 --variants blind --iters 3000 --seeds 0 --threads 2
+    $B3 --variants blind --iters 3000 --seeds 1 & $B3 --variants blind --iters 3000 --seeds 2; wait
+    $B3 --variants flow gated blind --iters 3000 --table-only
 """
 
 import argparse
