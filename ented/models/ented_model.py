@@ -180,7 +180,7 @@ class ENTEDModel(BaseModel):
                 self.losses[name] = build_loss(loss_opt).to(self.device)
         if "gan" in self.losses and self.net_d is None:
             raise ValueError("train.gan_opt is set but there is no network_d to train against")
-        has_gate = bool(self.opt["network_g"].get("reference_gate"))
+        has_gate = getattr(self.get_bare_model(self.net_g), "reference_gate", None) is not None
         if has_gate != ("gate" in self.losses):
             raise ValueError(
                 "network_g.reference_gate and train.gate_opt go together: the gate learns only from "

@@ -115,11 +115,8 @@ class ENTEDRestorer(pretrained.RestorerWeights):
     def forward(self, lq: torch.Tensor, ref: torch.Tensor | None = None) -> torch.Tensor:
         """Runs the network on one batch: ``lq`` ``(B, 3, S, S)``, ``ref`` None, ``(B, 3, S, S)`` or
         ``(B, K, 3, S, S)``, all in ``[-1, 1]``; returns ``(B, 3, S, S)`` float32 in ``[-1, 1]``."""
-        autocast = contextlib.nullcontext()
-        if self.precision != "fp32":
-            autocast = torch.autocast(device_type=self.device.type, dtype=PRECISIONS[self.precision])
         strength = {} if self.reference_strength == 1.0 else {"reference_strength": self.reference_strength}
-        with autocast:
+        with self._precision():
             out = self.net(lq.to(self.device), None if ref is None else ref.to(self.device), **strength)
         return out.float().clamp(-1.0, 1.0)
 
@@ -199,16 +196,24 @@ class ENTEDRestorer(pretrained.RestorerWeights):
                     outputs[i] = face
         return AlignedResult(faces=outputs, checks=checks)
 
+    def _precision(self) -> contextlib.AbstractContextManager:
+        """The autocast context of ``precision`` (none for fp32)."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=PRECISIONS[self.precision])
+
     @torch.no_grad()
     def _report_gate(
         self, lq: torch.Tensor, refs: torch.Tensor, face_names: list, reference_names: list
     ) -> None:
         """Logs a warning for each reference that the network's reference gate (``reference_gate``)
-        will set aside as another person's: the face is then restored without it."""
+        will set aside as another person's: the face is then restored without it. ``refs``:
+        (B, K, 3, S, S); the gate runs at the network's precision, so it decides as in :meth:`forward`."""
         gate = getattr(self.net, "reference_gate", None)
         if gate is None:
             return
-        logits = gate(lq, refs if refs.ndim == 5 else refs[:, None])
+        with self._precision():
+            logits = gate(lq, refs).float()
         for face, names, row in zip(face_names, reference_names, logits.tolist()):
             for name, logit in zip(names, row):
                 if logit < 0:
